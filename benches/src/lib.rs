@@ -1,0 +1,1 @@
+//! Criterion benchmarks of gopulse against its peer crates; see `benches/`.

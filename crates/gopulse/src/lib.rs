@@ -1,0 +1,1 @@
+//! Distributed building blocks for Rust services: caches, IDs, locks, queues, rate limiters, schedulers.

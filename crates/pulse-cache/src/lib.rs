@@ -1,0 +1,1 @@
+//! Local cache tier, Redis store and coherent near cache.

@@ -1,0 +1,1 @@
+//! Worker pools, task groups, single-flight, circuit breaker, bulkhead and retry.

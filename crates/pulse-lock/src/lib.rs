@@ -1,0 +1,1 @@
+//! Keyed local locks and fenced distributed leases on Redis and PostgreSQL.

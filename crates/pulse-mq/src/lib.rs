@@ -1,0 +1,1 @@
+//! Publish/subscribe API with a middleware router, in-memory broker and Redis Streams.

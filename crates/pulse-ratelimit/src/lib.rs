@@ -1,0 +1,1 @@
+//! GCRA, token bucket, leaky bucket and window rate limiters, in-process and on Redis.

@@ -1,0 +1,1 @@
+//! Timing-wheel scheduler with DST-correct cron and distributed single runs.

@@ -1,0 +1,1 @@
+//! Conformance suites, fault injection and service helpers for testing gopulse backends.

@@ -1,0 +1,3 @@
+//! `cargo xtask`: workspace automation.
+
+fn main() {}
