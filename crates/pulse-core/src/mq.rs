@@ -14,6 +14,23 @@
 //!   conformance suite checks exactly those promises.
 //! - `Drop` of a [`Delivery`] neither acks nor nacks: the message is
 //!   redelivered after the visibility timeout.
+//! - [`Publisher::publish`] returns `Ok` only once the broker has accepted
+//!   the message (an `XADD` reply, an AMQP publisher confirm, a JetStream
+//!   publish ack, a Kafka produce acknowledgement). A publisher that buffers
+//!   sends what it holds before [`Publisher::close`] returns.
+//! - An ack may be recorded and committed later in a batch (Redis `XACK`,
+//!   Kafka offset commits). A backend that batches commits every ack that
+//!   returned `Ok` no later than the subscription's next read, its close, or
+//!   its flush interval, whichever comes first; a crash before that commit
+//!   redelivers the message, which at-least-once delivery allows. Kafka-like
+//!   backends commit an offset only after every message below it was acked.
+//! - A nack with a delay asks for redelivery no earlier than that delay
+//!   (JetStream `NAK` with delay, a delayed requeue). A backend without
+//!   [`Capabilities::delayed_redelivery`] ignores the delay and redelivers
+//!   as soon as it can; a backend that rejects instead of requeueing (AMQP
+//!   `basic.reject` to a dead-letter exchange) does not implement nack that
+//!   way: dead-lettering is the router's decision, made from
+//!   [`Delivery::attempt`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -82,6 +99,16 @@ impl Message {
 }
 
 /// What a backend promises beyond at-least-once delivery.
+///
+/// # Examples
+///
+/// ```
+/// use pulse_core::mq::Capabilities;
+///
+/// let caps = Capabilities::none().consumer_groups(true).delayed_redelivery(true);
+/// assert!(caps.consumer_groups);
+/// assert!(!caps.persistent);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
@@ -95,11 +122,14 @@ pub struct Capabilities {
     pub delayed_redelivery: bool,
     /// A new consumer group can read messages published before it existed.
     pub replays_old_messages: bool,
+    /// The next message of a key is delivered only after the previous one of
+    /// that key, in the same consumer group, was acked or nacked.
+    pub waits_for_ack_per_key: bool,
 }
 
 impl Capabilities {
-    /// Creates a description with every capability off; set fields with the
-    /// struct update syntax of the builder methods.
+    /// Creates a description with every capability off; the builder methods
+    /// turn capabilities on.
     pub const fn none() -> Self {
         Capabilities {
             persistent: false,
@@ -107,6 +137,7 @@ impl Capabilities {
             consumer_groups: false,
             delayed_redelivery: false,
             replays_old_messages: false,
+            waits_for_ack_per_key: false,
         }
     }
 
@@ -139,6 +170,12 @@ impl Capabilities {
         self.replays_old_messages = on;
         self
     }
+
+    /// Sets [`waits_for_ack_per_key`](Capabilities::waits_for_ack_per_key).
+    pub const fn waits_for_ack_per_key(mut self, on: bool) -> Self {
+        self.waits_for_ack_per_key = on;
+        self
+    }
 }
 
 /// The backend side of acknowledging one delivery.
@@ -148,6 +185,14 @@ pub trait Acknowledge: Send + Sync {
 
     /// Asks for redelivery, after `delay` where the backend supports it.
     fn nack(&self, delay: Option<Duration>) -> BoxFuture<'_, Result<()>>;
+
+    /// Tells the broker that the message is still being handled, so that its
+    /// visibility timeout starts again (JetStream `+WIP`, Redis `XCLAIM` to
+    /// the same consumer). The default does nothing, for brokers that have
+    /// no visibility timeout.
+    fn in_progress(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 const PENDING: u8 = 0;
@@ -206,6 +251,11 @@ impl Delivery {
         self.attempt
     }
 
+    /// Returns whether this is a redelivery (the attempt is above 1).
+    pub fn is_redelivery(&self) -> bool {
+        self.attempt > 1
+    }
+
     /// Returns whether the delivery was acked or nacked already.
     pub fn is_settled(&self) -> bool {
         self.state.load(Ordering::SeqCst) != PENDING
@@ -222,6 +272,22 @@ impl Delivery {
     /// [`ack`](Delivery::ack) fails.
     pub async fn nack(&self, delay: Option<Duration>) -> Result<()> {
         self.settle(NACKED, delay).await
+    }
+
+    /// Restarts the visibility timeout of a message that takes long to
+    /// handle. Fails with [`ErrorKind::NotOwner`] once the delivery was acked
+    /// or nacked.
+    pub async fn in_progress(&self) -> Result<()> {
+        if self.is_settled() {
+            return Err(Error::new(
+                ErrorKind::NotOwner,
+                format!(
+                    "message `{}` on `{}` was already settled; in_progress applies only before ack or nack",
+                    self.message.id, self.topic
+                ),
+            ));
+        }
+        self.acker.in_progress().await
     }
 
     async fn settle(&self, target: u8, delay: Option<Duration>) -> Result<()> {
