@@ -1,1 +1,16 @@
 //! Local cache tier, Redis store and coherent near cache.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod codec;
+pub mod error;
+mod flight;
+mod listener;
+mod local;
+mod stats;
+mod time;
+
+pub use error::CacheError;
+pub use flight::Flight;
+pub use listener::{Listener, RemovalCause};
+pub use local::{LocalCache, LocalCacheBuilder};
+pub use stats::CacheStats;
