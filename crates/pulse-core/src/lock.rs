@@ -36,6 +36,7 @@
 //!   one is running (see [`spawn_detached`](crate::task::spawn_detached)),
 //!   and otherwise the lease simply expires at its TTL.
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -54,14 +55,52 @@ type DropAction = Box<dyn FnOnce(&Lease) + Send + Sync>;
 /// the local deadline and the lost signal.
 ///
 /// A backend creates it with [`Lease::new`]. The deadline can be moved by
-/// [`Lease::set_deadline`] when the lease is extended.
+/// [`Lease::set_deadline`] when the lease is extended, also from a background
+/// task (a watchdog) through [`Lease::shared_deadline`].
 pub struct Lease {
     key: String,
     owner: String,
     fencing_token: Option<u64>,
-    deadline: AtomicU64,
+    deadline: SharedDeadline,
     lost: Signal,
+    attachment: Option<Box<dyn Any + Send + Sync>>,
     on_drop: Option<DropAction>,
+}
+
+/// The local deadline of a lease, shared between the lease and the backend's
+/// background tasks (the lost-signal timer, a renewal watchdog).
+///
+/// Clones share one value.
+///
+/// # Examples
+///
+/// ```
+/// use pulse_core::clock::MonoTime;
+/// use pulse_core::lock::Lease;
+///
+/// let lease = Lease::new("job-7", "owner-a", Some(1), MonoTime::from_nanos(10));
+/// let deadline = lease.shared_deadline();
+/// deadline.set(MonoTime::from_nanos(20));
+/// assert_eq!(lease.deadline(), MonoTime::from_nanos(20));
+/// ```
+#[derive(Clone, Debug)]
+pub struct SharedDeadline(Arc<AtomicU64>);
+
+impl SharedDeadline {
+    /// Creates a deadline cell holding `deadline`.
+    pub fn new(deadline: MonoTime) -> Self {
+        SharedDeadline(Arc::new(AtomicU64::new(deadline.as_nanos())))
+    }
+
+    /// Returns the current deadline.
+    pub fn get(&self) -> MonoTime {
+        MonoTime::from_nanos(self.0.load(Ordering::SeqCst))
+    }
+
+    /// Replaces the deadline.
+    pub fn set(&self, deadline: MonoTime) {
+        self.0.store(deadline.as_nanos(), Ordering::SeqCst);
+    }
 }
 
 impl Lease {
@@ -77,10 +116,24 @@ impl Lease {
             key: key.into(),
             owner: owner.into(),
             fencing_token,
-            deadline: AtomicU64::new(deadline.as_nanos()),
+            deadline: SharedDeadline::new(deadline),
             lost: Signal::new(),
+            attachment: None,
             on_drop: None,
         }
+    }
+
+    /// Attaches backend state to the lease (the connection that holds a
+    /// session lock, the nodes a Redlock lease was taken on), for the
+    /// backend's own `extend` and `release` to find again.
+    pub fn with_attachment<T: Any + Send + Sync>(mut self, value: T) -> Self {
+        self.attachment = Some(Box::new(value));
+        self
+    }
+
+    /// Returns the attached backend state when it is a `T`.
+    pub fn attachment<T: Any>(&self) -> Option<&T> {
+        self.attachment.as_deref()?.downcast_ref::<T>()
     }
 
     /// Sets what happens when the lease is dropped without release, such as
@@ -113,12 +166,18 @@ impl Lease {
 
     /// Returns the local deadline.
     pub fn deadline(&self) -> MonoTime {
-        MonoTime::from_nanos(self.deadline.load(Ordering::SeqCst))
+        self.deadline.get()
     }
 
     /// Moves the local deadline, after a successful extension.
     pub fn set_deadline(&self, deadline: MonoTime) {
-        self.deadline.store(deadline.as_nanos(), Ordering::SeqCst);
+        self.deadline.set(deadline);
+    }
+
+    /// Returns a handle to the local deadline that a background task can
+    /// read and move while the caller holds the lease.
+    pub fn shared_deadline(&self) -> SharedDeadline {
+        self.deadline.clone()
     }
 
     /// Returns the signal that fires when the lease is lost or its local

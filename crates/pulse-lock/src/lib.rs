@@ -1,1 +1,17 @@
 //! Keyed local locks and fenced distributed leases on Redis and PostgreSQL.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+mod lease;
+mod local;
+mod memory;
+mod options;
+
+pub use error::LockError;
+pub use local::{
+    KeyedMutex, KeyedMutexGuard, KeyedReadGuard, KeyedRwLock, KeyedWriteGuard, Semaphore,
+    SemaphorePermit,
+};
+pub use memory::MemoryLock;
+pub use options::LeaseOptions;
+pub use pulse_core::lock::{DynLock, Lease, Lock};
