@@ -1,0 +1,58 @@
+//! The map of calls in flight, split into shards so that callers of
+//! different keys rarely contend for one mutex.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::{Arc, Mutex};
+
+use crate::util::lock;
+
+pub(crate) struct Registry<K, C> {
+    shards: Box<[Mutex<HashMap<K, Arc<C>>>]>,
+    hasher: RandomState,
+}
+
+impl<K: Eq + Hash + Clone, C> Registry<K, C> {
+    pub(crate) fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(4, usize::from);
+        let count = (cores * 4).next_power_of_two();
+        Registry {
+            shards: (0..count).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Arc<C>>> {
+        let hash = self.hasher.hash_one(key) as usize;
+        &self.shards[hash & (self.shards.len() - 1)]
+    }
+
+    /// Returns the call running for `key` and `false`, or registers a new
+    /// one made by `start` and returns it with `true`.
+    pub(crate) fn join_or_lead(&self, key: &K, start: impl FnOnce() -> C) -> (Arc<C>, bool) {
+        let mut calls = lock(self.shard(key));
+        if let Some(call) = calls.get(key) {
+            return (Arc::clone(call), false);
+        }
+        let call = Arc::new(start());
+        calls.insert(key.clone(), Arc::clone(&call));
+        (call, true)
+    }
+
+    /// Removes `key` if it still maps to `call`; a key that was forgotten
+    /// and started again keeps its newer call.
+    pub(crate) fn remove_if_same(&self, key: &K, call: &Arc<C>) {
+        let mut calls = lock(self.shard(key));
+        if calls.get(key).is_some_and(|current| Arc::ptr_eq(current, call)) {
+            calls.remove(key);
+        }
+    }
+
+    pub(crate) fn forget(&self, key: &K) -> bool {
+        lock(self.shard(key)).remove(key).is_some()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|shard| lock(shard).len()).sum()
+    }
+}
