@@ -1,0 +1,1 @@
+//! Conformance suite for locks: mutual exclusion checked by fencing tokens, expiry, lost signals.

@@ -1,0 +1,1 @@
+//! Conformance suite for message queues: delivery, acknowledgement, redelivery and isolation of topics.
