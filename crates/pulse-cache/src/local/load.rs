@@ -31,20 +31,22 @@ where
             return Ok(value);
         }
 
-        let inner = &*self.inner;
+        // The load owns a handle to the cache rather than borrowing it, so
+        // its future is `Send` for any caller lifetime.
+        let this = self.clone();
         let loading_key = key.clone();
-        inner
+        self.inner
             .flight
             .run(key, move || async move {
                 // A load that finished just before this call joined, or the
                 // one this caller took over from, may have filled the key.
-                if let Some(value) = self.lookup(&loading_key) {
+                if let Some(value) = this.lookup(&loading_key) {
                     return Ok(value);
                 }
                 let result = load().await;
-                inner.counters.loaded(result.is_ok());
+                this.inner.counters.loaded(result.is_ok());
                 let value = result?;
-                self.insert(loading_key, value.clone())?;
+                this.insert(loading_key, value.clone())?;
                 Ok(value)
             })
             .await
