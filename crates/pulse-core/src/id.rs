@@ -10,7 +10,12 @@
 //!   decrease, whatever the wall clock does.
 //! - A generator that cannot issue an ID without breaking that promise (the
 //!   clock stepped back too far, its worker-id lease was lost, a
-//!   non-blocking call would have to wait) returns a typed error instead.
+//!   non-blocking call would have to wait) returns a typed error instead:
+//!   [`ErrorKind::ClockFault`](crate::error::ErrorKind::ClockFault),
+//!   [`ErrorKind::NotOwner`](crate::error::ErrorKind::NotOwner) or
+//!   [`ErrorKind::WouldBlock`](crate::error::ErrorKind::WouldBlock).
+//! - `try_next_id` never waits; `next_id` may wait for at most about one
+//!   tick plus the generator's clock tolerance.
 //! - The hot path allocates nothing and takes no lock where an atomic will
 //!   do.
 
@@ -50,8 +55,18 @@ pub trait IdGenerator: Send + Sync {
     /// The ID type.
     type Id: Copy + Ord + Debug + Send + Sync + 'static;
 
-    /// Issues the next ID.
+    /// Issues the next ID. It may wait briefly (for the clock to reach the
+    /// next tick, say) where the generator's docs say so.
     fn next_id(&self) -> Result<Self::Id>;
+
+    /// Issues the next ID without waiting. Where [`next_id`](IdGenerator::next_id)
+    /// would wait, it fails with
+    /// [`ErrorKind::WouldBlock`](crate::error::ErrorKind::WouldBlock).
+    ///
+    /// The default calls `next_id`, which suits generators that never wait.
+    fn try_next_id(&self) -> Result<Self::Id> {
+        self.next_id()
+    }
 }
 
 impl<G: IdGenerator + ?Sized> IdGenerator for Arc<G> {
@@ -61,6 +76,11 @@ impl<G: IdGenerator + ?Sized> IdGenerator for Arc<G> {
     fn next_id(&self) -> Result<Self::Id> {
         (**self).next_id()
     }
+
+    #[inline]
+    fn try_next_id(&self) -> Result<Self::Id> {
+        (**self).try_next_id()
+    }
 }
 
 impl<G: IdGenerator + ?Sized> IdGenerator for &G {
@@ -69,5 +89,10 @@ impl<G: IdGenerator + ?Sized> IdGenerator for &G {
     #[inline]
     fn next_id(&self) -> Result<Self::Id> {
         (**self).next_id()
+    }
+
+    #[inline]
+    fn try_next_id(&self) -> Result<Self::Id> {
+        (**self).try_next_id()
     }
 }
