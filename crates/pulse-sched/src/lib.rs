@@ -3,6 +3,13 @@
 
 pub mod cron;
 mod error;
+mod job;
+mod policy;
+mod scheduler;
+pub mod wheel;
 
 pub use cron::{Cron, CronBuilder, DstPolicy};
 pub use error::SchedError;
+pub use job::{Job, JobContext, JobError, StatsSnapshot};
+pub use policy::{Backoff, JobOptions, Misfire, Overlap, PastDeadline, ShutdownMode};
+pub use scheduler::{JobHandle, Scheduler, SchedulerOptions, TaskHandle};
