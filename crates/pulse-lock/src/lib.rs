@@ -6,6 +6,8 @@ mod lease;
 mod local;
 mod memory;
 mod options;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use error::LockError;
 pub use local::{
@@ -15,3 +17,5 @@ pub use local::{
 pub use memory::MemoryLock;
 pub use options::LeaseOptions;
 pub use pulse_core::lock::{DynLock, Lease, Lock};
+#[cfg(feature = "redis")]
+pub use redis::{RedisLock, RedisSemaphore, Redlock};

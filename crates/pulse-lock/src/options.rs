@@ -28,6 +28,7 @@ pub struct LeaseOptions {
     pub(crate) watchdog: bool,
     pub(crate) retry_min: Duration,
     pub(crate) retry_max: Duration,
+    pub(crate) namespace: String,
 }
 
 impl Default for LeaseOptions {
@@ -38,6 +39,7 @@ impl Default for LeaseOptions {
             watchdog: false,
             retry_min: Duration::from_millis(5),
             retry_max: Duration::from_millis(100),
+            namespace: String::new(),
         }
     }
 }
@@ -68,6 +70,14 @@ impl LeaseOptions {
     /// until the lease is released or dropped.
     pub fn watchdog(mut self, enabled: bool) -> Self {
         self.watchdog = enabled;
+        self
+    }
+
+    /// Sets a namespace that keeps this service's locks apart from other
+    /// services on the same server: it becomes part of every Redis key and
+    /// of the hash of every PostgreSQL advisory lock key.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
         self
     }
 
