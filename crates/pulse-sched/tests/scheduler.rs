@@ -308,7 +308,8 @@ async fn timeout_and_starting_deadline() {
         )
         .unwrap();
     idle().await;
-    advance(&clock, Duration::from_secs(40), Duration::from_millis(500)).await;
+    // Slots at 20, 30, 40 and 50 s; the last jitter ends by 55 s.
+    advance(&clock, Duration::from_secs(45), Duration::from_millis(500)).await;
     let stats = late.stats();
     assert_eq!(stats.fired + stats.skipped, 4);
     scheduler.shutdown(ShutdownMode::Cancel).await;
