@@ -11,6 +11,7 @@
 
 mod ci;
 mod process;
+mod release;
 mod services;
 
 use std::process::ExitCode;
@@ -30,6 +31,12 @@ const COMMANDS: &[Command] = &[
         summary: "run every CI gate: services, fmt, clippy, tests, cargo-deny",
         help: ci::HELP,
         run: ci::run,
+    },
+    Command {
+        name: "release",
+        summary: "plan, prepare, verify, tag and publish releases of the crates",
+        help: release::HELP,
+        run: release::run,
     },
     Command {
         name: "services",
