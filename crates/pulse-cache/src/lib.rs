@@ -14,3 +14,7 @@ pub use flight::Flight;
 pub use listener::{Listener, RemovalCause};
 pub use local::{LocalCache, LocalCacheBuilder};
 pub use stats::CacheStats;
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;

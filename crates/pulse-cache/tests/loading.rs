@@ -12,7 +12,10 @@ use pulse_cache::LocalCache;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_loads_run_the_loader_once() {
-    let cache = LocalCache::<String, u64>::builder().max_entries(100).build().unwrap();
+    let cache = LocalCache::<String, u64>::builder()
+        .max_entries(100)
+        .build()
+        .unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Notify::new());
 
@@ -24,7 +27,9 @@ async fn sixty_four_concurrent_loads_run_the_loader_once() {
                     .get_or_load("missing".to_owned(), || async move {
                         runs.fetch_add(1, Ordering::SeqCst);
                         // Hold the load open so every caller joins it.
-                        tokio::time::timeout(Duration::from_millis(200), gate.notified()).await.ok();
+                        tokio::time::timeout(Duration::from_millis(200), gate.notified())
+                            .await
+                            .ok();
                         Ok(7)
                     })
                     .await
@@ -40,7 +45,10 @@ async fn sixty_four_concurrent_loads_run_the_loader_once() {
 
 #[tokio::test]
 async fn a_loader_polled_once_then_dropped_does_not_block_the_next_caller() {
-    let cache = LocalCache::<String, u64>::builder().max_entries(10).build().unwrap();
+    let cache = LocalCache::<String, u64>::builder()
+        .max_entries(10)
+        .build()
+        .unwrap();
 
     // The first caller starts a load that never finishes, is polled once,
     // then dropped.
@@ -63,7 +71,10 @@ async fn a_loader_polled_once_then_dropped_does_not_block_the_next_caller() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_takes_over_when_the_leader_is_cancelled() {
-    let cache = LocalCache::<String, u64>::builder().max_entries(10).build().unwrap();
+    let cache = LocalCache::<String, u64>::builder()
+        .max_entries(10)
+        .build()
+        .unwrap();
     let started = Arc::new(tokio::sync::Notify::new());
 
     let leader = tokio::spawn({
@@ -99,15 +110,24 @@ async fn a_waiter_takes_over_when_the_leader_is_cancelled() {
 
 #[tokio::test]
 async fn a_failed_load_caches_nothing_and_the_next_call_runs_again() {
-    let cache = LocalCache::<String, u64>::builder().max_entries(10).build().unwrap();
+    let cache = LocalCache::<String, u64>::builder()
+        .max_entries(10)
+        .build()
+        .unwrap();
     let err = cache
         .get_or_load("k".to_owned(), || async {
-            Err(pulse_core::Error::new(pulse_core::ErrorKind::Unavailable, "db down"))
+            Err(pulse_core::Error::new(
+                pulse_core::ErrorKind::Unavailable,
+                "db down",
+            ))
         })
         .await
         .unwrap_err();
     assert_eq!(err.kind(), pulse_core::ErrorKind::Unavailable);
     assert_eq!(cache.get("k"), None);
-    let value = cache.get_or_load("k".to_owned(), || async { Ok(3) }).await.unwrap();
+    let value = cache
+        .get_or_load("k".to_owned(), || async { Ok(3) })
+        .await
+        .unwrap();
     assert_eq!(value, 3);
 }

@@ -10,10 +10,15 @@ use pulse_core::clock::ManualClock;
 
 type Events = Arc<Mutex<Vec<(String, String, RemovalCause)>>>;
 
-fn recording() -> (Events, impl Fn(String, String, RemovalCause) + Send + Sync + 'static) {
+fn recording() -> (
+    Events,
+    impl Fn(String, String, RemovalCause) + Send + Sync + 'static,
+) {
     let events: Events = Arc::default();
     let sink = events.clone();
-    (events, move |k, v, cause| sink.lock().unwrap().push((k, v, cause)))
+    (events, move |k, v, cause| {
+        sink.lock().unwrap().push((k, v, cause))
+    })
 }
 
 #[test]
@@ -27,11 +32,19 @@ fn weight_never_exceeds_capacity_while_an_entry_grows_in_place() {
     cache.insert("grow".into(), String::new()).unwrap();
     for len in 1..=8 {
         cache.insert("grow".into(), "x".repeat(len)).unwrap();
-        assert!(cache.weighted_size() <= 10, "weight {}", cache.weighted_size());
+        assert!(
+            cache.weighted_size() <= 10,
+            "weight {}",
+            cache.weighted_size()
+        );
     }
     for i in 0..50 {
         cache.insert(format!("k{i}"), "yy".into()).unwrap();
-        assert!(cache.weighted_size() <= 10, "weight {}", cache.weighted_size());
+        assert!(
+            cache.weighted_size() <= 10,
+            "weight {}",
+            cache.weighted_size()
+        );
     }
 }
 
@@ -165,7 +178,10 @@ fn listener_reports_each_cause() {
 
 #[test]
 fn stats_count_hits_and_misses() {
-    let cache = LocalCache::<u64, u64>::builder().max_entries(10).build().unwrap();
+    let cache = LocalCache::<u64, u64>::builder()
+        .max_entries(10)
+        .build()
+        .unwrap();
     cache.insert(1, 1).unwrap();
     for _ in 0..3 {
         cache.get(&1);
@@ -176,7 +192,8 @@ fn stats_count_hits_and_misses() {
 }
 
 fn cache_error(err: &pulse_core::Error) -> &CacheError {
-    err.downcast_ref::<CacheError>().expect("a CacheError source")
+    err.downcast_ref::<CacheError>()
+        .expect("a CacheError source")
 }
 
 #[test]
@@ -219,7 +236,10 @@ fn bad_input_gets_typed_errors() {
 
 #[test]
 fn blocking_loader_runs_once_and_retries_after_failure() {
-    let cache = LocalCache::<u64, u64>::builder().max_entries(10).build().unwrap();
+    let cache = LocalCache::<u64, u64>::builder()
+        .max_entries(10)
+        .build()
+        .unwrap();
     let err = cache
         .get_or_insert_with(1, || Err(pulse_core::Error::new(ErrorKind::Other, "boom")))
         .unwrap_err();

@@ -13,6 +13,10 @@
 //! - A store that publishes invalidations sends one for every key changed
 //!   by another writer, and [`Invalidation::All`] whenever some may have been
 //!   missed (a reconnect, a lagging receiver), so that a near cache flushes.
+//! - It sends [`Invalidation::Interrupted`] as soon as it knows the stream
+//!   stopped (a lost connection), and [`Invalidation::All`] once the stream
+//!   is live again, also the first time after subscribing. A near cache keeps
+//!   no local copy between the two.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,8 +33,12 @@ use crate::error::Result;
 pub enum Invalidation {
     /// The value of this key changed or was removed.
     Key(String),
-    /// Any key may have changed: drop every local copy.
+    /// Any key may have changed: drop every local copy. Also sent when the
+    /// stream becomes live, at subscribe and after each reconnect.
     All,
+    /// The stream stopped and invalidations may be lost: drop every local
+    /// copy and keep none until the next [`Invalidation::All`].
+    Interrupted,
 }
 
 /// A receiver of [`Invalidation`]s from a store.
