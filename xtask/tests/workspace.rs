@@ -90,6 +90,20 @@ fn primitives_depend_only_on_core() {
 }
 
 #[test]
+fn testkit_is_only_a_dev_dependency() {
+    for package in workspace_packages() {
+        let name = package["name"].as_str().unwrap_or_default();
+        for dependency in package["dependencies"].as_array().into_iter().flatten() {
+            assert!(
+                dependency["name"] != "pulse-testkit" || dependency["kind"] == "dev",
+                "{name} depends on pulse-testkit outside [dev-dependencies]; test support \
+                 must not ship in a library"
+            );
+        }
+    }
+}
+
+#[test]
 fn crates_have_readme_changelog_msrv() {
     let packages = workspace_packages();
     let crates: Vec<&Value> = packages.iter().filter(|p| is_library_crate(p)).collect();
