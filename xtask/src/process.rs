@@ -13,7 +13,13 @@ pub(crate) fn cargo() -> Command {
 
 /// Shows a command as a shell line would, for logs.
 pub(crate) fn display(command: &Command) -> String {
-    let mut line = command.get_program().to_string_lossy().into_owned();
+    // The program's file name is enough: `cargo`, not the toolchain path.
+    let program = std::path::Path::new(command.get_program());
+    let mut line = program
+        .file_name()
+        .unwrap_or(program.as_os_str())
+        .to_string_lossy()
+        .into_owned();
     for arg in command.get_args() {
         line.push(' ');
         line.push_str(&arg.to_string_lossy());
