@@ -42,6 +42,11 @@ const PORT_ATTEMPTS: u32 = 8;
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// A `redis-server` child process on a loopback port, killed on drop.
+///
+/// Its methods block the calling thread (a start takes tens of
+/// milliseconds, at most the ready timeout). In an async test that is
+/// harmless while nothing else runs on the runtime; otherwise call them
+/// through `tokio::task::spawn_blocking`.
 pub struct RedisServer {
     binary: PathBuf,
     ready_timeout: Duration,
