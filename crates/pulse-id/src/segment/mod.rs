@@ -248,6 +248,8 @@ impl<S: SegmentSource> SegmentAllocator<S> {
 
     /// Issues the next ID without waiting: fails with
     /// [`IdError::SegmentPending`] when the next range has not arrived.
+    /// The blocking and async calls report the store's last error instead
+    /// when their wait times out.
     #[inline]
     pub fn try_next_id(&self) -> Result<u64> {
         self.shared.next_id(Wait::No)
@@ -340,8 +342,13 @@ impl<S: SegmentSource> Shared<S> {
             }
             self.prefetch.notify_one();
 
+            if wait == Wait::No {
+                return Err(IdError::SegmentPending {
+                    name: self.name.clone(),
+                });
+            }
             let left = deadline.saturating_duration_since(self.clock.now());
-            if wait == Wait::No || left.is_zero() {
+            if left.is_zero() {
                 return Err(pending_error(&self.name, &state));
             }
             state = self
