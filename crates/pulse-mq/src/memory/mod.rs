@@ -12,7 +12,7 @@
 mod group;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -23,8 +23,8 @@ use pulse_core::mq::{
     Acknowledge, Capabilities, Delivery, Message, Publisher, Subscriber, Subscription,
 };
 use pulse_core::signal::Signal;
-use tokio::sync::Notify;
 
+use crate::drain::Tracker;
 use crate::error::MqError;
 use crate::message::Limits;
 use group::Group;
@@ -306,22 +306,6 @@ impl Publisher for MemoryPublisher {
     }
 }
 
-/// Counts the deliveries a subscriber handed out and not yet settled, for
-/// the drain in [`Subscriber::close`].
-#[derive(Debug, Default)]
-struct Tracker {
-    unsettled: AtomicUsize,
-    settled: Notify,
-}
-
-impl Tracker {
-    fn done(&self) {
-        if self.unsettled.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.settled.notify_waiters();
-        }
-    }
-}
-
 /// Subscribes to a [`MemoryBroker`].
 #[derive(Debug)]
 pub struct MemorySubscriber {
@@ -359,26 +343,8 @@ impl Subscriber for MemorySubscriber {
 
     async fn close(&self) -> Result<()> {
         self.closed.fire();
-        let drain = async {
-            loop {
-                let settled = self.tracker.settled.notified();
-                if self.tracker.unsettled.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                settled.await;
-            }
-        };
-        let clock = &self.broker.inner.clock;
-        tokio::select! {
-            () = drain => {}
-            () = clock.sleep(self.broker.inner.drain_timeout) => {
-                tracing::warn!(
-                    target: "pulse_mq",
-                    unsettled = self.tracker.unsettled.load(Ordering::Acquire),
-                    "in-memory subscriber closed with unsettled deliveries; they are redelivered"
-                );
-            }
-        }
+        let inner = &self.broker.inner;
+        self.tracker.drain(&*inner.clock, inner.drain_timeout).await;
         Ok(())
     }
 }
@@ -431,7 +397,7 @@ impl Subscription for MemorySubscription {
 
 impl MemorySubscription {
     fn delivery(&self, taken: group::Taken) -> Delivery {
-        self.tracker.unsettled.fetch_add(1, Ordering::AcqRel);
+        self.tracker.start();
         let acker = MemoryAck {
             group: self.group.clone(),
             seq: taken.seq,
