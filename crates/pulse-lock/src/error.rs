@@ -128,6 +128,7 @@ pub enum LockError {
 
 impl LockError {
     /// Wraps a driver error.
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     pub(crate) fn backend<E>(operation: impl Into<String>, source: E) -> Self
     where
         E: std::error::Error + Send + Sync + 'static,

@@ -50,6 +50,7 @@ pub(crate) struct LeaseTasks {
 /// What a backend attaches to its leases: the task state and its own data.
 pub(crate) struct Attached<T> {
     pub(crate) tasks: Arc<LeaseTasks>,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) extra: T,
 }
 

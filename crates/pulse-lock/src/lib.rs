@@ -6,6 +6,8 @@ mod lease;
 mod local;
 mod memory;
 mod options;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -16,6 +18,8 @@ pub use local::{
 };
 pub use memory::MemoryLock;
 pub use options::LeaseOptions;
+#[cfg(feature = "postgres")]
+pub use postgres::PgLock;
 pub use pulse_core::lock::{DynLock, Lease, Lock};
 #[cfg(feature = "redis")]
 pub use redis::{RedisLock, RedisSemaphore, Redlock};

@@ -109,6 +109,7 @@ impl LeaseOptions {
     }
 
     /// Returns the pause before retry number `attempt` (0-based), with jitter.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let floor = self
             .retry_min
