@@ -56,7 +56,9 @@ mod snowflake;
 
 pub use error::{IdError, Result};
 pub use layout::{Layout, LayoutBuilder, SnowflakeParts};
-pub use lease::{LeasedSnowflake, LeasedSnowflakeConfig, WorkerLease, WorkerLeases};
+pub use lease::{
+    LeasedSnowflake, LeasedSnowflakeConfig, MemoryWorkerLeases, WorkerLease, WorkerLeases,
+};
 pub use monotonic_ulid::{MonotonicUlid, UlidOverflow};
 pub use monotonic_uuid::MonotonicUuidV7;
 pub use segment::{MemorySource, SegmentAllocator, SegmentConfig, SegmentSource};

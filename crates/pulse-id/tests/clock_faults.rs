@@ -25,7 +25,10 @@ fn small_step_back_continues_last_tick() {
     clock.step_wall_back(Duration::from_millis(3));
     let second = ids.try_next_id().unwrap();
     assert!(second > first);
-    assert_eq!(ids.layout().decode(second).tick, ids.layout().decode(first).tick);
+    assert_eq!(
+        ids.layout().decode(second).tick,
+        ids.layout().decode(first).tick
+    );
 }
 
 #[test]
@@ -37,7 +40,9 @@ fn small_step_back_waits_when_tick_used_up() {
     clock.step_wall_back(Duration::from_millis(4));
 
     let err = ids.try_next_id().unwrap_err();
-    assert!(matches!(err, IdError::WouldBlock { wait_for_tick, .. } if wait_for_tick == last_tick + 1));
+    assert!(
+        matches!(err, IdError::WouldBlock { wait_for_tick, .. } if wait_for_tick == last_tick + 1)
+    );
 
     let (sender, receiver) = mpsc::channel();
     std::thread::scope(|scope| {
@@ -54,7 +59,10 @@ fn small_step_back_waits_when_tick_used_up() {
         assert!(receiver.recv_timeout(Duration::from_millis(50)).is_err());
 
         clock.advance(Duration::from_millis(1));
-        let id = receiver.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+        let id = receiver
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .unwrap();
         assert!(id > last);
         assert_eq!(ids.layout().decode(id).tick, last_tick + 1);
     });
@@ -82,7 +90,10 @@ fn large_step_back_fails_by_default() {
         }
         other => panic!("expected ClockMovedBack, got {other:?}"),
     }
-    assert!(matches!(ids.try_next_id(), Err(IdError::ClockMovedBack { .. })));
+    assert!(matches!(
+        ids.try_next_id(),
+        Err(IdError::ClockMovedBack { .. })
+    ));
 
     // Once the clock is back within the tolerance, IDs resume above the last.
     clock.advance(Duration::from_millis(1));
@@ -132,7 +143,13 @@ fn last_issued_far_ahead_fails() {
         .last_issued(persisted)
         .build()
         .unwrap();
-    assert!(matches!(ids.next_id(), Err(IdError::ClockMovedBack { behind_ms: 60_000, .. })));
+    assert!(matches!(
+        ids.next_id(),
+        Err(IdError::ClockMovedBack {
+            behind_ms: 60_000,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -153,7 +170,10 @@ fn timestamp_overflow_fails() {
         .unwrap();
     let clock = ManualClock::with_wall(WallTime::from_millis(1 << 20));
     let ids = SnowflakeBuilder::new(layout, clock).build().unwrap();
-    assert!(matches!(ids.next_id(), Err(IdError::TimestampOverflow { bits: 20, .. })));
+    assert!(matches!(
+        ids.next_id(),
+        Err(IdError::TimestampOverflow { bits: 20, .. })
+    ));
 }
 
 #[test]

@@ -23,10 +23,18 @@ fn collect<T: Send + 'static>(
     handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
-fn assert_increasing_and_unique<T: Ord + Copy + std::fmt::Debug>(per_thread: Vec<Vec<T>>, total: usize) {
+fn assert_increasing_and_unique<T: Ord + Copy + std::fmt::Debug>(
+    per_thread: Vec<Vec<T>>,
+    total: usize,
+) {
     for ids in &per_thread {
         for pair in ids.windows(2) {
-            assert!(pair[0] < pair[1], "{:?} then {:?} in one thread", pair[0], pair[1]);
+            assert!(
+                pair[0] < pair[1],
+                "{:?} then {:?} in one thread",
+                pair[0],
+                pair[1]
+            );
         }
     }
     let mut all: Vec<T> = per_thread.into_iter().flatten().collect();
@@ -41,7 +49,10 @@ fn snowflake_10m_ids_four_threads() {
     // The Twitter layout issues at most 4096 IDs per ms, so this takes at
     // least 2.5 s of wall time.
     let total = 10_000_000;
-    let ids = Snowflake::builder(Layout::twitter()).worker_id(1).build().unwrap();
+    let ids = Snowflake::builder(Layout::twitter())
+        .worker_id(1)
+        .build()
+        .unwrap();
     let per_thread = collect(total / THREADS, move || ids.next_id().unwrap());
     assert_increasing_and_unique(per_thread, total);
 }
@@ -58,10 +69,12 @@ fn uuid_v7_2m_ids_four_threads() {
 fn ulid_2m_ids_four_threads() {
     let total = 2_000_000;
     let ids = MonotonicUlid::new();
-    let per_thread = collect(total / THREADS, move || loop {
-        // A 4M-per-ms overflow cannot happen at this rate, but retry anyway.
-        if let Ok(ulid) = ids.next_ulid() {
-            break ulid;
+    let per_thread = collect(total / THREADS, move || {
+        loop {
+            // A 4M-per-ms overflow cannot happen at this rate, but retry anyway.
+            if let Ok(ulid) = ids.next_ulid() {
+                break ulid;
+            }
         }
     });
     assert_increasing_and_unique(per_thread, total);

@@ -17,12 +17,20 @@ fn small(step: u64) -> SegmentConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_are_dense_and_unique() {
-    let ids = Arc::new(SegmentAllocator::start(MemorySource::new(), "orders", small(100)).await.unwrap());
+    let ids = Arc::new(
+        SegmentAllocator::start(MemorySource::new(), "orders", small(100))
+            .await
+            .unwrap(),
+    );
 
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let ids = Arc::clone(&ids);
-            std::thread::spawn(move || (0..50_000).map(|_| ids.next_id().unwrap()).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..50_000)
+                    .map(|_| ids.next_id().unwrap())
+                    .collect::<Vec<_>>()
+            })
         })
         .collect();
     let mut all = Vec::new();
@@ -39,7 +47,9 @@ async fn ids_are_dense_and_unique() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_grows_with_rate() {
-    let ids = SegmentAllocator::start(MemorySource::new(), "fast", small(100)).await.unwrap();
+    let ids = SegmentAllocator::start(MemorySource::new(), "fast", small(100))
+        .await
+        .unwrap();
     for _ in 0..20_000 {
         ids.next_id_async().await.unwrap();
     }
@@ -51,8 +61,12 @@ async fn step_grows_with_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_allocators_share_a_source() {
     let source = Arc::new(MemorySource::new());
-    let one = SegmentAllocator::start(Shared(Arc::clone(&source)), "shared", small(10)).await.unwrap();
-    let two = SegmentAllocator::start(Shared(Arc::clone(&source)), "shared", small(10)).await.unwrap();
+    let one = SegmentAllocator::start(Shared(Arc::clone(&source)), "shared", small(10))
+        .await
+        .unwrap();
+    let two = SegmentAllocator::start(Shared(Arc::clone(&source)), "shared", small(10))
+        .await
+        .unwrap();
     let mut all = Vec::new();
     for _ in 0..1_000 {
         all.push(one.next_id_async().await.unwrap());
@@ -142,7 +156,10 @@ async fn failing_source_reports_error() {
         assert_eq!(ids.next_id_async().await.unwrap(), expected);
     }
     let err = ids.next_id_async().await.unwrap_err();
-    assert!(matches!(&err, IdError::Backend { message, .. } if message.contains("store is down")), "{err}");
+    assert!(
+        matches!(&err, IdError::Backend { message, .. } if message.contains("store is down")),
+        "{err}"
+    );
     assert!(ids.try_next_id().is_err());
 
     // The store comes back: IDs resume after the retry delay.
@@ -154,7 +171,9 @@ async fn failing_source_reports_error() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn try_next_id_does_not_block() {
-    let ids = SegmentAllocator::start(MemorySource::new(), "try", small(10)).await.unwrap();
+    let ids = SegmentAllocator::start(MemorySource::new(), "try", small(10))
+        .await
+        .unwrap();
     // On a current-thread runtime the prefetch task cannot run while this
     // test does not yield, so after the first range a call would block.
     let mut served = 0;

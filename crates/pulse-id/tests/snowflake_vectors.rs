@@ -72,7 +72,10 @@ fn call_4097_waits_for_next_tick() {
 
         // The call must still be waiting: the clock has not moved.
         let early = receiver.recv_timeout(Duration::from_millis(100));
-        assert!(early.is_err(), "the 4097th call returned {early:?} without waiting");
+        assert!(
+            early.is_err(),
+            "the 4097th call returned {early:?} without waiting"
+        );
 
         clock.advance(Duration::from_millis(1));
         let id = receiver

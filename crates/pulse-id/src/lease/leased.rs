@@ -251,8 +251,8 @@ impl<L: WorkerLeases, C: Clock> Shared<L, C> {
         }
     }
 
-    /// Renews the current lease. Returns `false` when it is lost.
-    async fn renew(&self, lease: &WorkerLease) -> bool {
+    /// Renews the current lease.
+    async fn renew(&self, lease: &WorkerLease) -> Renewal {
         let layout = *self.generator.layout();
         let clock = self.generator.clock();
         let sent_ms = clock.wall().as_millis();
@@ -265,7 +265,7 @@ impl<L: WorkerLeases, C: Clock> Shared<L, C> {
                     current.expires_at_ms = expires_at_ms;
                 }
                 tracing::trace!(target: "pulse_id", worker_id = lease.worker_id, expires_at_ms, "worker-id lease renewed");
-                true
+                Renewal::Renewed
             }
             Ok(None) => {
                 tracing::warn!(
@@ -274,7 +274,7 @@ impl<L: WorkerLeases, C: Clock> Shared<L, C> {
                     worker_id = lease.worker_id,
                     "worker-id lease lost; IDs stop until a new lease is held"
                 );
-                false
+                Renewal::Lost
             }
             Err(err) => {
                 // The lease may still be valid; the hot path stops at the
@@ -288,7 +288,11 @@ impl<L: WorkerLeases, C: Clock> Shared<L, C> {
                     deadline_passed,
                     "worker-id lease renewal failed"
                 );
-                !deadline_passed
+                if deadline_passed {
+                    Renewal::Lost
+                } else {
+                    Renewal::Failed
+                }
             }
         }
     }
@@ -300,21 +304,36 @@ impl<L: WorkerLeases, C: Clock> Shared<L, C> {
     }
 }
 
+/// The outcome of one renewal attempt.
+enum Renewal {
+    Renewed,
+    /// The store did not answer, but the lease's deadline has not passed.
+    Failed,
+    Lost,
+}
+
 /// Renews the lease, and takes a new one after a loss, until stopped.
 async fn renewal_loop<L: WorkerLeases, C: Clock>(shared: Arc<Shared<L, C>>, stop: Signal) {
     let renew_every = shared.config.renew_every.unwrap_or(shared.config.ttl / 3);
+    let mut pause = renew_every;
     loop {
+        let clock = shared.generator.clock();
+        tokio::select! {
+            _ = stop.fired() => return,
+            _ = clock.sleep(pause) => {}
+        }
+
         let held = shared.current().clone();
-        let pause = match held {
-            Some(lease) => {
-                if shared.renew(&lease).await {
-                    renew_every
-                } else {
+        pause = match held {
+            Some(lease) => match shared.renew(&lease).await {
+                Renewal::Renewed => renew_every,
+                Renewal::Failed => shared.config.retry_delay,
+                Renewal::Lost => {
                     shared.generator.revoke_lease();
                     *shared.current() = None;
                     Duration::ZERO
                 }
-            }
+            },
             None => match shared.take_lease().await {
                 Ok(()) => renew_every,
                 Err(err) => {
@@ -328,12 +347,6 @@ async fn renewal_loop<L: WorkerLeases, C: Clock>(shared: Arc<Shared<L, C>>, stop
                 }
             },
         };
-
-        let clock = shared.generator.clock();
-        tokio::select! {
-            _ = stop.fired() => return,
-            _ = clock.sleep(pause) => {}
-        }
     }
 }
 

@@ -11,9 +11,9 @@ use crate::segment::SegmentSource;
 /// Reserves a range in one statement and one round trip: the row of the
 /// name is created on first use and moved forward by `count` after.
 const RESERVE_SQL: &str = "\
-INSERT INTO pulse_id_segments AS s (name, next_id) VALUES ($1, 1 + $2) \
-ON CONFLICT (name) DO UPDATE SET next_id = s.next_id + $2 \
-RETURNING next_id - $2";
+INSERT INTO pulse_id_segments AS s (name, next_id) VALUES ($1::text, 1 + $2::bigint) \
+ON CONFLICT (name) DO UPDATE SET next_id = s.next_id + $2::bigint \
+RETURNING next_id - $2::bigint";
 
 /// A [`SegmentSource`] over PostgreSQL: one `INSERT … ON CONFLICT DO UPDATE
 /// … RETURNING` per range, an upsert form of `UPDATE … RETURNING` that also
