@@ -117,6 +117,17 @@ pub trait CacheStore: Send + Sync {
     /// Removes a value. Returns whether it was present.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Reads a value with its remaining TTL: `None` when the value has no
+    /// TTL or the store cannot tell. A near cache keeps its local copy no
+    /// longer than that. The default calls [`get`](Self::get) and reports no
+    /// TTL; remote stores override it with one round trip.
+    fn get_with_ttl(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(Bytes, Option<Duration>)>>> + Send {
+        async move { Ok(self.get(key).await?.map(|value| (value, None))) }
+    }
+
     /// Reads several values, in the order of `keys`. The default issues one
     /// `get` per key; remote stores override it with one round trip.
     fn get_many(&self, keys: &[&str]) -> impl Future<Output = Result<Vec<Option<Bytes>>>> + Send {
@@ -151,6 +162,11 @@ pub trait DynCacheStore: Send + Sync {
     ) -> BoxFuture<'a, Result<()>>;
     /// Boxed form of [`CacheStore::delete`].
     fn delete_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
+    /// Boxed form of [`CacheStore::get_with_ttl`].
+    fn get_with_ttl_boxed<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(Bytes, Option<Duration>)>>>;
     /// Boxed form of [`CacheStore::get_many`].
     fn get_many_boxed<'a>(
         &'a self,
@@ -178,6 +194,13 @@ impl<S: CacheStore> DynCacheStore for S {
         Box::pin(CacheStore::delete(self, key))
     }
 
+    fn get_with_ttl_boxed<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(Bytes, Option<Duration>)>>> {
+        Box::pin(CacheStore::get_with_ttl(self, key))
+    }
+
     fn get_many_boxed<'a>(
         &'a self,
         keys: &'a [&'a str],
@@ -201,6 +224,10 @@ impl CacheStore for dyn DynCacheStore + '_ {
 
     async fn delete(&self, key: &str) -> Result<bool> {
         self.delete_boxed(key).await
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, Option<Duration>)>> {
+        self.get_with_ttl_boxed(key).await
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
@@ -228,6 +255,13 @@ impl<S: CacheStore + ?Sized> CacheStore for Arc<S> {
 
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send {
         (**self).delete(key)
+    }
+
+    fn get_with_ttl(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(Bytes, Option<Duration>)>>> + Send {
+        (**self).get_with_ttl(key)
     }
 
     fn get_many(&self, keys: &[&str]) -> impl Future<Output = Result<Vec<Option<Bytes>>>> + Send {

@@ -12,8 +12,7 @@ use tokio::sync::broadcast;
 use super::{Inner, InvalidationMode, RedisStore};
 use crate::error::CacheError;
 
-/// The default maximum key length in bytes.
-pub const DEFAULT_MAX_KEY_LEN: usize = 1024;
+pub use crate::DEFAULT_MAX_KEY_LEN;
 
 /// Builds a [`RedisStore`]. Start from [`RedisStore::builder`].
 ///

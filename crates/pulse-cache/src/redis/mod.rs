@@ -241,6 +241,20 @@ impl CacheStore for RedisStore {
         Ok(value.map(Bytes::from))
     }
 
+    async fn get_with_ttl(
+        &self,
+        key: &str,
+    ) -> pulse_core::Result<Option<(Bytes, Option<Duration>)>> {
+        self.check(key)?;
+        let value_key = self.value_key(key);
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(&value_key).cmd("PTTL").arg(&value_key);
+        let (value, pttl): (Option<Vec<u8>>, i64) = self.query("GET", key, &pipe).await?;
+        // PTTL is -1 for a key without TTL and -2 for a missing one.
+        let ttl = u64::try_from(pttl).ok().map(Duration::from_millis);
+        Ok(value.map(|value| (Bytes::from(value), ttl)))
+    }
+
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> pulse_core::Result<()> {
         self.check(key)?;
         let mut pipe = redis::pipe();
