@@ -460,3 +460,107 @@ async fn redlock_rejects_bad_node_lists() {
         Err(LockError::InvalidNodes { .. })
     ));
 }
+
+/// Set in the child process that `two_processes_fence_writes` starts.
+const CONTENDER_ENV: &str = "PULSE_LOCK_CONTENDER";
+
+/// Writes `token` to a fenced resource kept in a Redis hash, which rejects a
+/// token below the highest it has seen and counts the rejections.
+const FENCED_WRITE: &str = r#"
+local highest = tonumber(redis.call('HGET', KEYS[1], 'highest') or '0')
+if tonumber(ARGV[1]) < highest then
+  redis.call('HINCRBY', KEYS[1], 'stale', 1)
+  return 0
+end
+redis.call('HSET', KEYS[1], 'highest', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'accepted', 1)
+return 1
+"#;
+
+/// Contends for one key from `tasks` tasks, each doing a fenced write and a
+/// read-modify-write of a counter (two separate commands) under the lock.
+async fn contend(url: &str, namespace: &str, tasks: usize, per_task: usize) {
+    let locks = RedisLock::connect(url, options(namespace)).unwrap();
+    let resource = format!("{namespace}:resource");
+    let mut workers = Vec::new();
+    for _ in 0..tasks {
+        let locks = locks.clone();
+        let resource = resource.clone();
+        let url = url.to_owned();
+        workers.push(tokio::spawn(async move {
+            let mut conn = raw(&url).await;
+            let write = redis::Script::new(FENCED_WRITE);
+            for _ in 0..per_task {
+                let lease = locks
+                    .acquire("shared", Duration::from_secs(10), Duration::from_secs(60))
+                    .await
+                    .unwrap();
+                let clock = SystemClock::new();
+                lease.check(&clock).unwrap();
+                let _: i64 = write
+                    .key(&resource)
+                    .arg(lease.fencing_token().unwrap())
+                    .invoke_async(&mut conn)
+                    .await
+                    .unwrap();
+                let counter: i64 = conn.hget(&resource, "counter").await.unwrap_or(0);
+                let _: () = conn.hset(&resource, "counter", counter + 1).await.unwrap();
+                locks.release(lease).await.unwrap();
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child half of two_processes_fence_writes"]
+async fn contender_process() {
+    let Ok(spec) = std::env::var(CONTENDER_ENV) else {
+        return;
+    };
+    let (url, namespace) = spec.split_once('|').unwrap();
+    contend(url, namespace, 4, 250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_fence_writes() {
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
+    let namespace = pulse_testkit::unique_prefix("lock");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "contender_process", "--ignored", "--quiet"])
+        .env(CONTENDER_ENV, format!("{url}|{namespace}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    contend(&url, &namespace, 4, 250).await;
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "the child process failed: {status}");
+
+    let mut conn = raw(&url).await;
+    let resource = format!("{namespace}:resource");
+    let field = |name: &'static str| {
+        let resource = resource.clone();
+        let mut conn = conn.clone();
+        async move {
+            conn.hget::<_, _, Option<u64>>(&resource, name)
+                .await
+                .unwrap()
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(field("stale").await, 0, "stale writes reached the resource");
+    assert_eq!(field("accepted").await, 2000);
+    assert_eq!(
+        field("counter").await,
+        2000,
+        "updates were lost, so holders overlapped"
+    );
+    let _: () = conn.del(&resource).await.unwrap();
+}
