@@ -69,8 +69,9 @@ pub enum DstPolicy {
 /// crontab(5) says (`0 0 1,15 * 5` fires on the 1st, the 15th and every
 /// Friday); [`CronBuilder::dom_and_dow`] asks for AND instead.
 ///
-/// An expression that can never fire, such as `0 0 0 31 2 *`, is rejected
-/// when parsed.
+/// An expression that can never fire, such as `0 0 0 31 2 *`, or that has
+/// no fire time after the moment it is parsed (a year field in the past),
+/// is rejected when parsed with [`SchedError::NeverFires`].
 ///
 /// # Examples
 ///
@@ -399,8 +400,10 @@ impl CronBuilder {
         };
 
         // A pattern with no matching date would make every later lookup
-        // search to croner's year limit; reject it once, here.
-        if !cron.matches_any_day() || cron.next_after(WallTime::from_secs(0)).is_none() {
+        // search to croner's year limit; reject it once, here. A year field
+        // that lies wholly in the past never fires again either.
+        let now = WallTime::from_system_time(std::time::SystemTime::now());
+        if !cron.matches_any_day() || cron.next_after(now).is_none() {
             return Err(SchedError::NeverFires { expr: cron.expr });
         }
         Ok(cron)

@@ -64,6 +64,7 @@ fn thirty_first_of_february_is_rejected() {
     let err = Cron::parse("0 0 0 31 2 *").unwrap_err();
     assert!(matches!(err, SchedError::NeverFires { .. }), "{err}");
     assert!(err.to_string().contains("never fires"));
+    assert!(matches!(Cron::parse("0 0 8 * * * 1999").unwrap_err(), SchedError::NeverFires { .. }));
 }
 
 #[test]
