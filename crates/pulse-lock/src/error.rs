@@ -59,7 +59,7 @@ pub enum LockError {
     InvalidNodes {
         /// The node addresses, passwords removed.
         nodes: String,
-        /// What a valid list looks like.
+        /// A description of a valid list.
         fix: &'static str,
     },
 
@@ -105,14 +105,14 @@ pub enum LockError {
         "session advisory locks need a session: {detail}; connect to PostgreSQL directly or through a session-mode pool"
     )]
     TransactionPooler {
-        /// What the probe saw.
+        /// The probe's finding.
         detail: String,
     },
 
     /// The backend failed or could not be reached.
     #[error("{operation} failed: {message}")]
     Backend {
-        /// What the client was doing, such as `acquire lock `jobs:7``.
+        /// The failed operation, such as ``acquire lock `jobs:7` ``.
         operation: String,
         /// The driver's message.
         message: String,

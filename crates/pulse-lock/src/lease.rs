@@ -1,4 +1,4 @@
-//! What every lease backend shares: the deadline arithmetic, the lost-signal
+//! The parts every lease backend shares: the deadline arithmetic, the lost-signal
 //! timer, the renewal watchdog and the release on drop.
 //!
 //! A backend takes the lock on its server, then calls [`issue`] with the
@@ -47,7 +47,7 @@ pub(crate) struct LeaseTasks {
     pub(crate) drift: Duration,
 }
 
-/// What a backend attaches to its leases: the task state and its own data.
+/// The state a backend attaches to its leases: the task state and its own data.
 pub(crate) struct Attached<T> {
     pub(crate) tasks: Arc<LeaseTasks>,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]

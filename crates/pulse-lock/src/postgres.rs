@@ -51,10 +51,10 @@ const CONNECTION_CHECK: Duration = Duration::from_millis(250);
 /// [`migrate`](PgLock::migrate) once at start.
 ///
 /// Costs: try-acquire is one round trip (`pg_try_advisory_lock` and
-/// `nextval` in one statement); a waiting acquire is one round trip that
-/// waits on the server with `lock_timeout` set to the wait; release is one;
-/// extend is one (it checks `pg_locks` that the session still holds the
-/// lock). A transaction-pooling proxy (PgBouncer in transaction mode) would
+/// `nextval` in one statement). A waiting acquire is one round trip that
+/// waits on the server with `lock_timeout` set to the wait. Release is one
+/// round trip, and so is extend, which checks in `pg_locks` that the session
+/// still has the lock. A transaction-pooling proxy (PgBouncer in transaction mode) would
 /// hand the session to other clients between statements; the first acquire
 /// probes for that and fails with [`LockError::TransactionPooler`].
 ///
@@ -450,8 +450,9 @@ fn session_verdict(
 }
 
 impl LeaseBackend for Inner {
-    /// A session lock has no TTL to renew: it stays while the connection is
-    /// open, which the connection watcher checks.
+    /// Reports the lease as renewed, because a session lock has no TTL: it
+    /// stays while the connection is open, which the connection watcher
+    /// checks.
     fn renew(
         self: Arc<Self>,
         _key: String,
@@ -497,6 +498,7 @@ impl Lock for PgLock {
         if lease.lost().is_fired() {
             return Err(LockError::not_owner(lease.key()).into());
         }
+
         let sent_at = self.inner.options.clock.now();
         let hold = &attached.extra;
         let guard = hold.conn.lock().await;
@@ -513,6 +515,7 @@ impl Lock for PgLock {
             .map_err(|err| LockError::backend(format!("extend advisory lock `{}`", lease.key()), err))?
             .get(0);
         drop(guard);
+
         if !held {
             tracing::warn!(target: "pulse_lock", key = lease.key(), "lease extension failed: the session no longer holds the advisory lock");
             lease.lost().fire();

@@ -43,6 +43,18 @@ async fn granted(client: &tokio_postgres::Client, hash: i64) -> i64 {
         .get(0)
 }
 
+/// Returns the `host:port` part of a URL.
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split(['/', '?']).next().unwrap_or(rest);
+    rest.rsplit_once('@').map_or(rest, |(_, host)| host).to_owned()
+}
+
+/// Returns the server address of a URL, with `localhost` as 127.0.0.1.
+fn server_addr(url: &str) -> Option<std::net::SocketAddr> {
+    authority(url).replace("localhost", "127.0.0.1").parse().ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_lock_passes_suite() {
     let Some(url) = pulse_testkit::services::postgres_url() else {
@@ -140,18 +152,12 @@ async fn cut_connection_fires_lost() {
         return;
     };
     let schema = TestSchema::create(&url).await.unwrap();
-    let proxy = pulse_testkit::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap())
-        .await
-        .unwrap();
-    let via_proxy = schema
-        .url()
-        .replacen("127.0.0.1:5432", &proxy.addr().to_string(), 1)
-        .replacen("localhost:5432", &proxy.addr().to_string(), 1);
-    assert_ne!(
-        via_proxy,
-        schema.url(),
-        "the schema URL names 127.0.0.1:5432 or localhost:5432"
-    );
+    let Some(upstream) = server_addr(schema.url()) else {
+        eprintln!("SKIPPED cut_connection_fires_lost: the PostgreSQL URL names no IP address and port");
+        return;
+    };
+    let proxy = pulse_testkit::proxy::Proxy::start(upstream).await.unwrap();
+    let via_proxy = schema.url().replacen(&authority(schema.url()), &proxy.addr().to_string(), 1);
     let locks = PgLock::connect(&via_proxy, options(schema.name())).unwrap();
     locks.migrate().await.unwrap();
 
