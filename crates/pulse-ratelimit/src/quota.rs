@@ -45,6 +45,9 @@ pub struct Quota {
     period: Duration,
     burst: u32,
     interval_nanos: u64,
+    /// `u64::MAX / interval_nanos`, to divide by the interval with a
+    /// multiplication on the hot path.
+    interval_reciprocal: u64,
 }
 
 impl Quota {
@@ -114,6 +117,7 @@ impl Quota {
             period,
             burst,
             interval_nanos: interval as u64,
+            interval_reciprocal: u64::MAX / interval as u64,
         })
     }
 
@@ -146,6 +150,20 @@ impl Quota {
 
     pub(crate) fn interval_nanos(&self) -> u64 {
         self.interval_nanos
+    }
+
+    /// Returns `nanos / interval`, exactly, with a multiplication instead of
+    /// a division (which costs tens of cycles on some CPUs).
+    #[inline]
+    pub(crate) fn div_interval(&self, nanos: u64) -> u64 {
+        // The reciprocal is at most one below 2^64 / interval, so the
+        // estimate is the quotient or one less.
+        let estimate = ((u128::from(nanos) * u128::from(self.interval_reciprocal)) >> 64) as u64;
+        if nanos - estimate * self.interval_nanos >= self.interval_nanos {
+            estimate + 1
+        } else {
+            estimate
+        }
     }
 
     pub(crate) fn window_nanos(&self) -> u64 {
@@ -190,6 +208,17 @@ mod tests {
         let quota = Quota::new(3, Duration::from_secs(1)).unwrap();
         assert_eq!(quota.emission_interval(), Duration::from_nanos(333_333_334));
         assert_eq!(quota.window(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn div_interval_is_exact() {
+        for (rate, period) in [(1, 1), (3, 1_000_000_000), (7, 2_000_000_000), (1_000_000_000, 1_000_000_000)] {
+            let quota = Quota::new(rate, Duration::from_nanos(period)).unwrap();
+            let interval = quota.interval_nanos();
+            for nanos in [0, 1, interval - 1, interval, interval + 1, 12_345_678_901, u64::MAX / 2, u64::MAX] {
+                assert_eq!(quota.div_interval(nanos), nanos / interval, "{nanos} / {interval}");
+            }
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn check_tat(quota: &Quota, tat: &AtomicU64, now: u64, cost: u32) -> Decision {
                 ceil_ms(current.saturating_sub(now)),
             );
         }
-        let remaining = (horizon - next) / interval;
+        let remaining = quota.div_interval(horizon - next);
         if cost == 0 {
             return Decision::allowed(u64::from(burst), remaining, ceil_ms(current.saturating_sub(now)));
         }
