@@ -11,10 +11,11 @@
 //! | [`MonotonicUlid`] | `ulid::Ulid` | strictly per generator, across threads | no | one clock read and one CAS |
 //! | [`SegmentAllocator`] | `u64` from reserved ranges, dense | unique; increasing per range | optional: Redis `INCRBY` or a PostgreSQL row per range | one atomic increment |
 //!
-//! Pick a Snowflake for compact 64-bit keys that sort by time; a UUIDv7 or a
-//! ULID when IDs must be unique without any coordination, such as across
-//! services that share no worker-id pool; a segment allocator for dense
-//! counters (order numbers) that must not depend on the wall clock at all.
+//! - Compact 64-bit keys that sort by time: a Snowflake.
+//! - IDs unique without any coordination, such as across services that share
+//!   no worker-id pool: a UUIDv7 or a ULID.
+//! - Dense counters (order numbers) that must not depend on the wall clock:
+//!   a segment allocator.
 //!
 //! Every generator implements [`pulse_core::id::IdGenerator`] and can sit
 //! behind `Arc<dyn IdGenerator<Id = …>>`.

@@ -11,8 +11,8 @@ use pulse_core::id::IdGenerator;
 use crate::error::{IdError, Result};
 use crate::layout::Layout;
 
-/// What a [`Snowflake`] does when the wall clock is behind its last issued
-/// timestamp by more than the tolerance.
+/// The policy of a [`Snowflake`] for a wall clock that is behind its last
+/// issued timestamp by more than the tolerance.
 ///
 /// A step back within the tolerance is always waited out: the generator
 /// keeps issuing in its last tick while that tick's sequence lasts, then
@@ -156,7 +156,7 @@ impl Iterator for IdBatch {
 
 impl ExactSizeIterator for IdBatch {}
 
-/// What one attempt at the shared state decided.
+/// The decision of one attempt at the shared state.
 enum Step {
     Issue { tick: u64, sequence: u64 },
     WaitFor { tick: u64 },

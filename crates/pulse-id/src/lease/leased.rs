@@ -47,11 +47,11 @@ impl Default for LeasedSnowflakeConfig {
 /// [`WorkerLeases`] store and issues IDs only while it holds the lease.
 ///
 /// A background task on the caller's tokio runtime renews the lease every
-/// third of its TTL. When the lease is lost (a renewal finds it gone, or the
-/// deadline passes while the store is unreachable) every call fails with
-/// [`IdError::LeaseLost`], and the task keeps trying to take a lease again;
-/// once it has one, IDs resume, still strictly greater than every earlier
-/// ID of this generator, possibly under another worker id.
+/// third of its TTL. The lease is lost when a renewal finds it gone, or when
+/// its deadline passes while the store is unreachable. Every call then fails
+/// with [`IdError::LeaseLost`] while the task keeps trying to take a new
+/// lease. Once it holds one, IDs resume, possibly under another worker id,
+/// and stay strictly greater than every earlier ID of this generator.
 ///
 /// [`shutdown`](LeasedSnowflake::shutdown) stops the task and releases the
 /// lease. Dropping the generator stops the task but cannot await the
@@ -307,7 +307,7 @@ impl<L: WorkerLeases, C: Clock> Shared<L, C> {
 /// The outcome of one renewal attempt.
 enum Renewal {
     Renewed,
-    /// The store did not answer, but the lease's deadline has not passed.
+    /// The store call failed, but the lease's deadline has not passed.
     Failed,
     Lost,
 }

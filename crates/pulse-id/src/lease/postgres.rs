@@ -280,7 +280,7 @@ pub(crate) async fn connect(url: &str) -> Result<Arc<Client>> {
 }
 
 pub(crate) fn backend_error(operation: &'static str, err: &tokio_postgres::Error) -> IdError {
-    // The database's own message says more than the driver's summary.
+    // The database's own message is more specific than the driver's summary.
     let message = match err.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => err.to_string(),

@@ -76,7 +76,7 @@ return 1
 /// milliseconds when a 65,536-id pool is nearly full.
 ///
 /// Redis must keep the hash: a server that restarts without persistence
-/// forgets the previous expiries. See the crate README for that case.
+/// loses the previous expiries. See the crate README for that case.
 ///
 /// # Examples
 ///

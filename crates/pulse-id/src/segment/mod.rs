@@ -239,7 +239,7 @@ impl<S: SegmentSource> SegmentAllocator<S> {
 
     /// Issues the next ID. When the current range is used up and the next
     /// one has not arrived, it blocks the thread up to the configured wait
-    /// timeout; inside an async task, prefer
+    /// timeout. Inside an async task, prefer
     /// [`next_id_async`](SegmentAllocator::next_id_async).
     #[inline]
     pub fn next_id(&self) -> Result<u64> {

@@ -81,7 +81,7 @@ pub fn assert_disjoint(mut mine: Vec<u64>, theirs: Vec<u64>) {
     assert_eq!(mine.len(), expected, "the two processes issued the same ID");
 }
 
-/// A temporary output file for the child.
+/// Returns a temporary output file for the child.
 pub fn out_file(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{tag}-{}.ids", std::process::id()))
 }
