@@ -482,7 +482,9 @@ fn parse_every(expr: &str, rest: &str) -> Result<u64, SchedError> {
         reason: reason.to_owned(),
     };
     if text.is_empty() {
-        return Err(bad("missing duration; write `@every 15m` or `@every 1h30m`"));
+        return Err(bad(
+            "missing duration; write `@every 15m` or `@every 1h30m`",
+        ));
     }
 
     let mut total: u64 = 0;
@@ -611,4 +613,3 @@ pub fn local_time(tz: Tz, at: WallTime) -> Option<DateTime<Tz>> {
     let nanos = (at.as_nanos() % 1_000_000_000) as u32;
     DateTime::<Utc>::from_timestamp(secs, nanos).map(|dt| dt.with_timezone(&tz))
 }
-

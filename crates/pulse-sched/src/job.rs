@@ -174,7 +174,10 @@ pub(crate) async fn run_slot(plan: RunPlan, clock: Arc<dyn Clock>) {
     }
 
     let late = clock.wall().saturating_duration_since(slot);
-    if options.starting_deadline.is_some_and(|deadline| late > deadline) {
+    if options
+        .starting_deadline
+        .is_some_and(|deadline| late > deadline)
+    {
         stats.skip(&name, slot, "starting deadline passed");
         return;
     }
@@ -203,9 +206,10 @@ pub(crate) async fn run_slot(plan: RunPlan, clock: Arc<dyn Clock>) {
     }
 
     stats.fired.fetch_add(1, Ordering::Relaxed);
-    stats
-        .max_late_nanos
-        .fetch_max(late.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    stats.max_late_nanos.fetch_max(
+        late.as_nanos().min(u64::MAX as u128) as u64,
+        Ordering::Relaxed,
+    );
     #[cfg(feature = "metrics")]
     {
         metrics::counter!("pulse_sched_job_fired_total", "job" => name.to_string()).increment(1);

@@ -359,7 +359,12 @@ impl Inner {
     }
 
     fn tick_now(&self) -> u64 {
-        (self.clock.now().as_nanos().saturating_sub(self.origin.as_nanos())) / TICK_NANOS
+        (self
+            .clock
+            .now()
+            .as_nanos()
+            .saturating_sub(self.origin.as_nanos()))
+            / TICK_NANOS
     }
 
     fn mono_of_tick(&self, tick: u64) -> MonoTime {
@@ -471,7 +476,13 @@ impl Inner {
     }
 
     /// Applies the overlap policy and spawns the run of one slot.
-    fn start_run(self: &Arc<Self>, state: &mut State, id: u64, slot: WallTime, next: Option<WallTime>) {
+    fn start_run(
+        self: &Arc<Self>,
+        state: &mut State,
+        id: u64,
+        slot: WallTime,
+        next: Option<WallTime>,
+    ) {
         let Some(job) = state.jobs.get_mut(&id) else {
             return;
         };
@@ -479,12 +490,14 @@ impl Inner {
             match job.job.options.overlap {
                 Overlap::Allow => {}
                 Overlap::Skip => {
-                    job.stats.skip(&job.job.name, slot, "previous run still going");
+                    job.stats
+                        .skip(&job.job.name, slot, "previous run still going");
                     return;
                 }
                 Overlap::QueueOne => {
                     if job.queued.is_some() {
-                        job.stats.skip(&job.job.name, slot, "a run is already queued");
+                        job.stats
+                            .skip(&job.job.name, slot, "a run is already queued");
                     } else {
                         job.queued = Some((slot, next));
                     }
@@ -613,12 +626,8 @@ async fn drive(weak: Weak<Inner>, stop: Signal) {
 
             let mut next = state.wheel.next_deadline().unwrap_or(u64::MAX);
             if !state.jobs.is_empty() {
-                let check = inner.tick_of(
-                    inner
-                        .clock
-                        .now()
-                        .saturating_add(inner.options.wall_check),
-                );
+                let check =
+                    inner.tick_of(inner.clock.now().saturating_add(inner.options.wall_check));
                 next = next.min(check);
             }
             let next = next.max(now + 1);

@@ -258,7 +258,12 @@ impl<T> TimerWheel<T> {
     fn unlink(&mut self, index: u32) {
         let (prev, next, level, slot) = {
             let node = &self.nodes[index as usize];
-            (node.prev, node.next, node.level as usize, node.slot as usize)
+            (
+                node.prev,
+                node.next,
+                node.level as usize,
+                node.slot as usize,
+            )
         };
         if prev == NIL {
             self.heads[level][slot] = next;

@@ -126,7 +126,11 @@ impl JobWorker {
     /// # Errors
     ///
     /// [`SchedError::Closed`] outside a tokio runtime.
-    pub fn start<S, F, Fut>(store: S, options: WorkerOptions, handler: F) -> Result<JobWorker, SchedError>
+    pub fn start<S, F, Fut>(
+        store: S,
+        options: WorkerOptions,
+        handler: F,
+    ) -> Result<JobWorker, SchedError>
     where
         S: JobStore + 'static,
         F: Fn(ClaimedJob) -> Fut + Send + Sync + 'static,
@@ -155,7 +159,9 @@ impl JobWorker {
         let handler: Handler = Arc::new(move |job| Box::pin(handler(job)));
         let background = Background::new("pulse_sched_worker");
         background
-            .spawn("poller", move |stop| poll(store, clock, options, handler, stop))
+            .spawn("poller", move |stop| {
+                poll(store, clock, options, handler, stop)
+            })
             .map_err(|_| SchedError::Closed)?;
         tracing::debug!(target: "pulse_sched", "job worker started");
         Ok(JobWorker { background })
@@ -197,7 +203,12 @@ async fn poll(
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 break;
             };
-            let (store, clock, handler, options) = (store.clone(), clock.clone(), handler.clone(), options.clone());
+            let (store, clock, handler, options) = (
+                store.clone(),
+                clock.clone(),
+                handler.clone(),
+                options.clone(),
+            );
             running.spawn(async move {
                 let _permit = permit;
                 handle(&*store, &*clock, &handler, &options, job).await;
@@ -240,7 +251,9 @@ async fn handle(
     } else {
         let delay = options.backoff.delay(job.attempt);
         tracing::info!(target: "pulse_sched", job = %job.id, attempt = job.attempt, error = %error, retry_in = ?delay, "job failed; retrying");
-        store.retry(&job, clock.wall().saturating_add(delay), &error).await
+        store
+            .retry(&job, clock.wall().saturating_add(delay), &error)
+            .await
     };
     if let Err(err) = settled {
         tracing::warn!(target: "pulse_sched", job = %job.id, error = %err, "settling a failed job failed; it is handed out again after its lease");

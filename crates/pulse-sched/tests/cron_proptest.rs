@@ -28,7 +28,10 @@ fn check(expr: &str) {
         match built {
             Ok(cron) => {
                 let next = cron.next_after(after);
-                assert!(next.is_some(), "`{expr}` in {zone} was accepted but has no next fire time");
+                assert!(
+                    next.is_some(),
+                    "`{expr}` in {zone} was accepted but has no next fire time"
+                );
                 assert!(next.unwrap() > after);
             }
             Err(SchedError::NeverFires { .. })

@@ -17,14 +17,19 @@ use pulse_testkit::suites::sched::{JobStoreCaps, run_all};
 
 #[tokio::test]
 async fn memory_store_conformance() {
-    run_all("memory", JobStoreCaps { persistent: false }, |_| async { MemoryJobStore::new() }).await;
+    run_all("memory", JobStoreCaps { persistent: false }, |_| async {
+        MemoryJobStore::new()
+    })
+    .await;
 }
 
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_store_conformance() {
     use pulse_sched::store::RedisJobStore;
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     run_all("redis", JobStoreCaps { persistent: true }, |queue| {
         let store = RedisJobStore::from_url(&url, &queue).unwrap();
         async move { store }
@@ -36,7 +41,9 @@ async fn redis_store_conformance() {
 #[tokio::test]
 async fn postgres_store_conformance() {
     use pulse_sched::store::PgJobStore;
-    let Some(url) = pulse_testkit::services::postgres_url() else { return };
+    let Some(url) = pulse_testkit::services::postgres_url() else {
+        return;
+    };
     let schema = pulse_testkit::pg::TestSchema::create(&url).await.unwrap();
     let schema_url = schema.url().to_owned();
     run_all("postgres", JobStoreCaps { persistent: true }, |queue| {
@@ -57,9 +64,12 @@ async fn postgres_store_conformance() {
 async fn restart_fires_stored_jobs(open: impl Fn() -> Arc<dyn DynJobStore>) {
     let clock = ManualClock::new();
     let options = WorkerOptions::default().poll_every(Duration::from_millis(100));
-    let first = JobWorker::start_with_clock(open(), Arc::new(clock.clone()), options.clone(), |_| async {
-        Err("the first worker must not run anything".into())
-    })
+    let first = JobWorker::start_with_clock(
+        open(),
+        Arc::new(clock.clone()),
+        options.clone(),
+        |_| async { Err("the first worker must not run anything".into()) },
+    )
     .unwrap();
 
     let store = open();
@@ -114,7 +124,11 @@ async fn failing_job_is_dead_lettered(store: Arc<dyn DynJobStore>) {
     )
     .unwrap();
     store
-        .push(NewJob { id: "charge-9".into(), payload: Bytes::from_static(b"9"), run_at: clock.wall() })
+        .push(NewJob {
+            id: "charge-9".into(),
+            payload: Bytes::from_static(b"9"),
+            run_at: clock.wall(),
+        })
         .await
         .unwrap();
 
@@ -155,7 +169,9 @@ async fn memory_worker_restart_keeps_shared_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_worker_restart_and_dead_letters() {
     use pulse_sched::store::RedisJobStore;
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     let queue = pulse_testkit::unique_prefix("sched-restart");
     restart_fires_stored_jobs(|| Arc::new(RedisJobStore::from_url(&url, &queue).unwrap())).await;
     let queue = pulse_testkit::unique_prefix("sched-dead");
@@ -166,12 +182,16 @@ async fn redis_worker_restart_and_dead_letters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_worker_restart_and_dead_letters() {
     use pulse_sched::store::PgJobStore;
-    let Some(url) = pulse_testkit::services::postgres_url() else { return };
+    let Some(url) = pulse_testkit::services::postgres_url() else {
+        return;
+    };
     let schema = pulse_testkit::pg::TestSchema::create(&url).await.unwrap();
     let store = PgJobStore::from_url(schema.url(), "restart").unwrap();
     store.migrate().await.unwrap();
     let schema_url = schema.url().to_owned();
-    restart_fires_stored_jobs(|| Arc::new(PgJobStore::from_url(&schema_url, "restart").unwrap())).await;
-    failing_job_is_dead_lettered(Arc::new(PgJobStore::from_url(&schema_url, "dead").unwrap())).await;
+    restart_fires_stored_jobs(|| Arc::new(PgJobStore::from_url(&schema_url, "restart").unwrap()))
+        .await;
+    failing_job_is_dead_lettered(Arc::new(PgJobStore::from_url(&schema_url, "dead").unwrap()))
+        .await;
     schema.drop().await.unwrap();
 }

@@ -39,7 +39,12 @@ async fn one_shot_fires_at_its_time_and_cancel_is_exact() {
     assert!(cancelled.cancel());
     assert!(!cancelled.cancel());
 
-    advance(&clock, Duration::from_millis(1499), Duration::from_millis(500)).await;
+    advance(
+        &clock,
+        Duration::from_millis(1499),
+        Duration::from_millis(500),
+    )
+    .await;
     assert_eq!(fired.load(Ordering::SeqCst), 0, "fired early");
     assert!(kept.is_pending());
 
@@ -64,7 +69,10 @@ async fn past_one_shot_fires_now_or_is_rejected() {
     clock.advance(Duration::from_millis(1));
     settle(|| fired.load(Ordering::SeqCst) == 1).await;
 
-    let strict = manual(&clock, SchedulerOptions::default().past_deadline(PastDeadline::Reject));
+    let strict = manual(
+        &clock,
+        SchedulerOptions::default().past_deadline(PastDeadline::Reject),
+    );
     let err = strict.schedule_at(past, || async {}).unwrap_err();
     assert!(matches!(err, SchedError::DeadlineInPast { ago } if ago >= Duration::from_secs(5)));
 }
@@ -83,19 +91,36 @@ async fn early_wake_runs_once_at_the_slot() {
     let seen = runs.clone();
     let run_clock = clock.clone();
     let job = scheduler
-        .add(Job::new("daily", Cron::parse("0 50 9 * * *").unwrap(), move |ctx| {
-            seen.lock().unwrap().push((ctx.slot, run_clock.wall()));
-            async { Ok(()) }
-        }))
+        .add(Job::new(
+            "daily",
+            Cron::parse("0 50 9 * * *").unwrap(),
+            move |ctx| {
+                seen.lock().unwrap().push((ctx.slot, run_clock.wall()));
+                async { Ok(()) }
+            },
+        ))
         .unwrap();
     idle().await;
 
     clock.step_wall_back(Duration::from_millis(1100));
-    advance(&clock, Duration::from_secs(50 * 60), Duration::from_secs(600)).await;
-    assert_eq!(clock.wall(), utc(2026, 5, 4, 9, 49, 58).saturating_add(Duration::from_millis(900)));
+    advance(
+        &clock,
+        Duration::from_secs(50 * 60),
+        Duration::from_secs(600),
+    )
+    .await;
+    assert_eq!(
+        clock.wall(),
+        utc(2026, 5, 4, 9, 49, 58).saturating_add(Duration::from_millis(900))
+    );
     assert!(runs.lock().unwrap().is_empty(), "ran before its slot");
 
-    advance(&clock, Duration::from_millis(1100), Duration::from_millis(1100)).await;
+    advance(
+        &clock,
+        Duration::from_millis(1100),
+        Duration::from_millis(1100),
+    )
+    .await;
     settle(|| runs.lock().unwrap().len() == 1).await;
     let (slot, at) = runs.lock().unwrap()[0];
     assert_eq!(slot, utc(2026, 5, 4, 9, 50, 0));
@@ -114,10 +139,14 @@ async fn wall_step_back_never_runs_a_slot_twice() {
     let slots = Arc::new(Mutex::new(Vec::new()));
     let seen = slots.clone();
     scheduler
-        .add(Job::new("hourly", Cron::parse("@hourly").unwrap(), move |ctx| {
-            seen.lock().unwrap().push(ctx.slot);
-            async { Ok(()) }
-        }))
+        .add(Job::new(
+            "hourly",
+            Cron::parse("@hourly").unwrap(),
+            move |ctx| {
+                seen.lock().unwrap().push(ctx.slot);
+                async { Ok(()) }
+            },
+        ))
         .unwrap();
     idle().await;
     advance(&clock, Duration::from_secs(61), Duration::from_secs(1)).await;
@@ -141,7 +170,11 @@ async fn missed_slots(policy: Misfire) -> Vec<WallTime> {
                 seen.lock().unwrap().push(ctx.slot);
                 async { Ok(()) }
             })
-            .options(JobOptions::default().misfire(policy).overlap(Overlap::Allow)),
+            .options(
+                JobOptions::default()
+                    .misfire(policy)
+                    .overlap(Overlap::Allow),
+            ),
         )
         .unwrap();
     idle().await;
@@ -159,7 +192,10 @@ async fn missed_slots(policy: Misfire) -> Vec<WallTime> {
 #[tokio::test]
 async fn missed_slots_follow_the_misfire_policy() {
     assert!(missed_slots(Misfire::Skip).await.is_empty());
-    assert_eq!(missed_slots(Misfire::FireOnce).await, vec![utc(2026, 5, 4, 14, 0, 0)]);
+    assert_eq!(
+        missed_slots(Misfire::FireOnce).await,
+        vec![utc(2026, 5, 4, 14, 0, 0)]
+    );
     assert_eq!(
         missed_slots(Misfire::CatchUp(2)).await,
         vec![utc(2026, 5, 4, 13, 0, 0), utc(2026, 5, 4, 14, 0, 0)]
@@ -188,7 +224,11 @@ async fn overlap_runs(policy: Overlap) -> (u32, u32, pulse_sched::StatsSnapshot)
         .unwrap();
     idle().await;
     advance(&clock, Duration::from_secs(3), Duration::from_millis(250)).await;
-    let result = (started.load(Ordering::SeqCst), finished.load(Ordering::SeqCst), job.stats());
+    let result = (
+        started.load(Ordering::SeqCst),
+        finished.load(Ordering::SeqCst),
+        job.stats(),
+    );
     scheduler.shutdown(ShutdownMode::Cancel).await;
     result
 }
@@ -232,7 +272,12 @@ async fn queued_run_starts_when_the_running_one_ends() {
         )
         .unwrap();
     idle().await;
-    advance(&clock, Duration::from_millis(2750), Duration::from_millis(250)).await;
+    advance(
+        &clock,
+        Duration::from_millis(2750),
+        Duration::from_millis(250),
+    )
+    .await;
     settle(|| started.load(Ordering::SeqCst) == 2).await;
     scheduler.shutdown(ShutdownMode::Cancel).await;
 }
@@ -260,16 +305,24 @@ async fn panics_and_errors_are_retried_then_reported_without_stopping_others() {
     let good_runs = counter();
     let g = good_runs.clone();
     let good = scheduler
-        .add(Job::new("good", Cron::parse("@every 10s").unwrap(), move |_| {
-            g.fetch_add(1, Ordering::SeqCst);
-            async { Ok(()) }
-        }))
+        .add(Job::new(
+            "good",
+            Cron::parse("@every 10s").unwrap(),
+            move |_| {
+                g.fetch_add(1, Ordering::SeqCst);
+                async { Ok(()) }
+            },
+        ))
         .unwrap();
     idle().await;
 
     advance(&clock, Duration::from_secs(21), Duration::from_millis(100)).await;
     settle(|| bad.stats().failed == 2).await;
-    assert_eq!(attempts.load(Ordering::SeqCst), 6, "1 attempt + 2 retries per slot");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        6,
+        "1 attempt + 2 retries per slot"
+    );
     assert_eq!(bad.stats().retried, 4);
     assert_eq!(good.stats().succeeded, 2);
     assert_eq!(good_runs.load(Ordering::SeqCst), 2);
@@ -290,7 +343,11 @@ async fn timeout_and_starting_deadline() {
                     Ok(())
                 }
             })
-            .options(JobOptions::default().timeout(Duration::from_secs(2)).overlap(Overlap::Allow)),
+            .options(
+                JobOptions::default()
+                    .timeout(Duration::from_secs(2))
+                    .overlap(Overlap::Allow),
+            ),
         )
         .unwrap();
     idle().await;
@@ -300,7 +357,10 @@ async fn timeout_and_starting_deadline() {
     // A jitter longer than the starting deadline makes the run miss it.
     let late = scheduler
         .add(
-            Job::new("late", Cron::parse("@every 10s").unwrap(), |_| async { Ok(()) }).options(
+            Job::new("late", Cron::parse("@every 10s").unwrap(), |_| async {
+                Ok(())
+            })
+            .options(
                 JobOptions::default()
                     .jitter(Duration::from_secs(5))
                     .starting_deadline(Duration::from_nanos(1)),
@@ -344,7 +404,10 @@ async fn shutdown_waits_or_cancels() {
         stopping.await.unwrap();
         let want = if mode == ShutdownMode::Wait { 1 } else { 0 };
         assert_eq!(finished.load(Ordering::SeqCst), want);
-        assert!(matches!(scheduler.schedule_after(Duration::ZERO, || async {}), Err(SchedError::Closed)));
+        assert!(matches!(
+            scheduler.schedule_after(Duration::ZERO, || async {}),
+            Err(SchedError::Closed)
+        ));
     }
 }
 
@@ -355,10 +418,14 @@ async fn removed_job_stops_firing() {
     let runs = counter();
     let r = runs.clone();
     let job = scheduler
-        .add(Job::new("tick", Cron::parse("@every 1s").unwrap(), move |_| {
-            r.fetch_add(1, Ordering::SeqCst);
-            async { Ok(()) }
-        }))
+        .add(Job::new(
+            "tick",
+            Cron::parse("@every 1s").unwrap(),
+            move |_| {
+                r.fetch_add(1, Ordering::SeqCst);
+                async { Ok(()) }
+            },
+        ))
         .unwrap();
     idle().await;
     advance(&clock, Duration::from_secs(2), Duration::from_millis(500)).await;

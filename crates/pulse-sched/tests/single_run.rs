@@ -19,7 +19,10 @@ const SLOTS: u64 = 100;
 
 /// Runs three schedulers on one manual clock for 100 one-second slots and
 /// returns how often each slot ran.
-async fn three_instances(clock: &ManualClock, locks: Vec<Arc<dyn DynLock>>) -> BTreeMap<WallTime, u32> {
+async fn three_instances(
+    clock: &ManualClock,
+    locks: Vec<Arc<dyn DynLock>>,
+) -> BTreeMap<WallTime, u32> {
     let job_name = pulse_testkit::unique_prefix("sched-slot");
     let ran: Arc<Mutex<BTreeMap<WallTime, u32>>> = Arc::default();
 
@@ -59,8 +62,7 @@ async fn three_instances(clock: &ManualClock, locks: Vec<Arc<dyn DynLock>>) -> B
     for handle in &handles {
         assert_eq!(handle.stats().failed, 0, "lock calls failed");
     }
-    let out = ran.lock().unwrap().clone();
-    out
+    ran.lock().unwrap().clone()
 }
 
 fn assert_once_each(ran: &BTreeMap<WallTime, u32>) {
@@ -85,7 +87,9 @@ mod redis_lock {
     impl RedisLock {
         pub(crate) fn new(url: &str, clock: &ManualClock, owner: &str) -> Self {
             RedisLock {
-                pool: Config::from_url(url).create_pool(Some(Runtime::Tokio1)).unwrap(),
+                pool: Config::from_url(url)
+                    .create_pool(Some(Runtime::Tokio1))
+                    .unwrap(),
                 clock: clock.clone(),
                 owner: owner.to_owned(),
             }
@@ -185,7 +189,8 @@ mod pg_lock {
                 )
                 .await
                 .map_err(unavailable)?;
-            Ok((!rows.is_empty()).then(|| Lease::new(key, &self.owner, None, self.clock.now() + ttl)))
+            Ok((!rows.is_empty())
+                .then(|| Lease::new(key, &self.owner, None, self.clock.now() + ttl)))
         }
 
         async fn acquire(&self, key: &str, ttl: Duration, _wait: Duration) -> Result<Lease> {
@@ -213,10 +218,18 @@ mod pg_lock {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_slot_runs_once_across_three_instances_redis() {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     let clock = ManualClock::new();
     let locks: Vec<Arc<dyn DynLock>> = (0..3)
-        .map(|i| Arc::new(redis_lock::RedisLock::new(&url, &clock, &format!("instance-{i}"))) as Arc<dyn DynLock>)
+        .map(|i| {
+            Arc::new(redis_lock::RedisLock::new(
+                &url,
+                &clock,
+                &format!("instance-{i}"),
+            )) as Arc<dyn DynLock>
+        })
         .collect();
     let ran = three_instances(&clock, locks).await;
     assert_once_each(&ran);
@@ -224,12 +237,16 @@ async fn each_slot_runs_once_across_three_instances_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_slot_runs_once_across_three_instances_postgres() {
-    let Some(url) = pulse_testkit::services::postgres_url() else { return };
+    let Some(url) = pulse_testkit::services::postgres_url() else {
+        return;
+    };
     let schema = pulse_testkit::pg::TestSchema::create(&url).await.unwrap();
     let clock = ManualClock::new();
     let mut locks: Vec<Arc<dyn DynLock>> = Vec::new();
     for i in 0..3 {
-        locks.push(Arc::new(pg_lock::PgLock::connect(schema.url(), &clock, &format!("instance-{i}")).await));
+        locks.push(Arc::new(
+            pg_lock::PgLock::connect(schema.url(), &clock, &format!("instance-{i}")).await,
+        ));
     }
     let ran = three_instances(&clock, locks).await;
     assert_once_each(&ran);

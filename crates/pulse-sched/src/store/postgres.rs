@@ -72,7 +72,11 @@ impl std::fmt::Debug for PgJobStore {
 
 fn backend(err: impl std::error::Error + Send + Sync + 'static) -> Error {
     tracing::warn!(target: "pulse_sched", error = %err, "postgres job store call failed");
-    Error::with_source(ErrorKind::Unavailable, "postgres job store call failed", err)
+    Error::with_source(
+        ErrorKind::Unavailable,
+        "postgres job store call failed",
+        err,
+    )
 }
 
 impl PgJobStore {
@@ -122,11 +126,16 @@ impl PgJobStore {
         tx.execute("SELECT pg_advisory_xact_lock(7423110500)", &[])
             .await
             .map_err(backend)?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS pulse_sched_schema (version INTEGER NOT NULL)")
-            .await
-            .map_err(backend)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS pulse_sched_schema (version INTEGER NOT NULL)",
+        )
+        .await
+        .map_err(backend)?;
         let current: i32 = tx
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM pulse_sched_schema", &[])
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM pulse_sched_schema",
+                &[],
+            )
             .await
             .map_err(backend)?
             .get(0);
@@ -134,9 +143,12 @@ impl PgJobStore {
             let version = index as i32 + 1;
             if version > current {
                 tx.batch_execute(step).await.map_err(backend)?;
-                tx.execute("INSERT INTO pulse_sched_schema (version) VALUES ($1)", &[&version])
-                    .await
-                    .map_err(backend)?;
+                tx.execute(
+                    "INSERT INTO pulse_sched_schema (version) VALUES ($1)",
+                    &[&version],
+                )
+                .await
+                .map_err(backend)?;
                 tracing::info!(target: "pulse_sched", version, "job store schema migrated");
             }
         }
@@ -146,7 +158,10 @@ impl PgJobStore {
     async fn client(&self) -> Result<deadpool_postgres::Client> {
         self.pool.get().await.map_err(|err| {
             tracing::warn!(target: "pulse_sched", error = %err, "postgres connection failed");
-            Error::new(ErrorKind::Unavailable, format!("postgres job store: no connection: {err}"))
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("postgres job store: no connection: {err}"),
+            )
         })
     }
 
@@ -157,7 +172,11 @@ impl PgJobStore {
             .execute(sql, &[&self.queue, &job.id, &token, &run_at, &error])
             .await
             .map_err(backend)?;
-        if rows == 1 { Ok(()) } else { Err(stale_claim(&job.id)) }
+        if rows == 1 {
+            Ok(())
+        } else {
+            Err(stale_claim(&job.id))
+        }
     }
 }
 
@@ -172,7 +191,12 @@ impl JobStore for PgJobStore {
             .execute(
                 "INSERT INTO pulse_sched_jobs (queue, id, payload, run_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (queue, id) DO NOTHING",
-                &[&self.queue, &job.id, &job.payload.as_ref(), &millis(job.run_at)],
+                &[
+                    &self.queue,
+                    &job.id,
+                    &job.payload.as_ref(),
+                    &millis(job.run_at),
+                ],
             )
             .await
             .map_err(backend)?;

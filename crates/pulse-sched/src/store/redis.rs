@@ -168,7 +168,10 @@ impl RedisJobStore {
     async fn conn(&self) -> Result<deadpool_redis::Connection> {
         self.pool.get().await.map_err(|err| {
             tracing::warn!(target: "pulse_sched", error = %err, "redis connection failed");
-            Error::new(ErrorKind::Unavailable, format!("redis job store: no connection: {err}"))
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("redis job store: no connection: {err}"),
+            )
         })
     }
 
@@ -194,7 +197,11 @@ impl RedisJobStore {
             .invoke_async(&mut *conn)
             .await
             .map_err(backend)?;
-        if done == 1 { Ok(()) } else { Err(stale_claim(&job.id)) }
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(stale_claim(&job.id))
+        }
     }
 }
 

@@ -9,7 +9,10 @@ use pulse_core::clock::{ManualClock, WallTime};
 use pulse_sched::{Scheduler, SchedulerOptions};
 
 pub fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> WallTime {
-    let secs = Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap().timestamp();
+    let secs = Utc
+        .with_ymd_and_hms(y, mo, d, h, mi, s)
+        .unwrap()
+        .timestamp();
     WallTime::from_secs(secs as u64)
 }
 
@@ -22,7 +25,10 @@ pub fn manual(clock: &ManualClock, options: SchedulerOptions) -> Scheduler {
 pub async fn settle(mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(10), "condition not reached in 10 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "condition not reached in 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
