@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: every gate a change must pass, in the order CI runs them.
 
-use std::time::Duration;
+use std::time::Instant;
 
 use crate::process::{self, cargo};
 
@@ -39,17 +39,17 @@ const STEPS: &[Step] = &[
     ("deny", deny),
 ];
 
-/// The report of a step: its time or a failure message, and extra summary
+/// The report of a step: success or a failure message, and extra summary
 /// lines.
 struct StepResult {
-    outcome: Result<Duration, String>,
+    outcome: Result<(), String>,
     notes: Vec<String>,
 }
 
-impl From<Result<Duration, String>> for StepResult {
-    fn from(outcome: Result<Duration, String>) -> Self {
+impl<T> From<Result<T, String>> for StepResult {
+    fn from(outcome: Result<T, String>) -> Self {
         StepResult {
-            outcome,
+            outcome: outcome.map(|_| ()),
             notes: Vec::new(),
         }
     }
@@ -83,12 +83,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut failed = Vec::new();
     for (name, step) in selected {
         println!("\n==> {name}");
+        let started = Instant::now();
         let result = step();
+        let seconds = started.elapsed().as_secs_f64();
         let line = match &result.outcome {
-            Ok(elapsed) => format!("  {name:<9} ok      {:>7.1}s", elapsed.as_secs_f64()),
+            Ok(()) => format!("  {name:<9} ok      {seconds:>7.1}s"),
             Err(message) => {
                 failed.push(*name);
-                format!("  {name:<9} FAILED  {message}")
+                format!("  {name:<9} FAILED  {seconds:>7.1}s  {message}")
             }
         };
         summary.push(line);
@@ -112,10 +114,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 }
 
 fn services() -> StepResult {
-    let started = std::time::Instant::now();
-    crate::services::check(true, ci_mode())
-        .map(|()| started.elapsed())
-        .into()
+    crate::services::check(true, ci_mode()).into()
 }
 
 fn fmt() -> StepResult {
@@ -150,7 +149,7 @@ fn test() -> StepResult {
     let run = process::run_filtered(command, |line| line.starts_with("test result:"));
     let totals = TestTotals::from_lines(&run.kept);
     StepResult {
-        outcome: run.outcome.map(|()| run.elapsed),
+        outcome: run.outcome,
         notes: vec![totals.to_string()],
     }
 }
@@ -161,7 +160,7 @@ fn deny() -> StepResult {
         .output()
         .is_ok_and(|output| output.status.success());
     if !installed {
-        return StepResult::from(Err(
+        return StepResult::from(Err::<(), _>(
             "cargo-deny is not installed; run `cargo install --locked cargo-deny`".to_owned(),
         ));
     }

@@ -52,7 +52,6 @@ pub(crate) struct Filtered {
     /// `Ok` when the command exited successfully, otherwise a message naming
     /// it and its exit status.
     pub(crate) outcome: Result<(), String>,
-    pub(crate) elapsed: Duration,
     /// The output lines the filter kept, also when the command failed.
     pub(crate) kept: Vec<String>,
 }
@@ -62,14 +61,12 @@ pub(crate) struct Filtered {
 pub(crate) fn run_filtered(mut command: Command, keep: impl Fn(&str) -> bool) -> Filtered {
     let command_line = display(&command);
     println!("$ {command_line}");
-    let started = Instant::now();
     let mut kept = Vec::new();
     let mut child = match command.stdout(Stdio::piped()).spawn() {
         Ok(child) => child,
         Err(err) => {
             return Filtered {
                 outcome: Err(format!("cannot run `{command_line}`: {err}")),
-                elapsed: started.elapsed(),
                 kept,
             };
         }
@@ -90,9 +87,5 @@ pub(crate) fn run_filtered(mut command: Command, keep: impl Fn(&str) -> bool) ->
         Ok(status) => Err(format!("`{command_line}` failed with {status}")),
         Err(err) => Err(format!("waiting for `{command_line}` failed: {err}")),
     };
-    Filtered {
-        outcome,
-        elapsed: started.elapsed(),
-        kept,
-    }
+    Filtered { outcome, kept }
 }
