@@ -67,6 +67,11 @@ fn two_processes_never_share_ids() {
         "live leases share a worker id"
     );
     common::assert_disjoint(mine, theirs);
+
+    let key = RedisWorkerLeases::from_url(&url, &namespace)
+        .unwrap()
+        .with_prefix(&namespace);
+    runtime().block_on(common::delete_redis_keys(&url, &[key.key()]));
 }
 
 #[tokio::test]
@@ -98,6 +103,7 @@ async fn lease_records_keep_previous_expiry() {
     assert_eq!(leases.renew(&first, ttl).await.unwrap(), None);
     leases.release(&first).await.unwrap();
     assert!(leases.renew(&second, ttl).await.unwrap().is_some());
+    common::delete_redis_keys(&url, &[leases.key()]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

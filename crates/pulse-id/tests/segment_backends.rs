@@ -54,6 +54,14 @@ async fn redis_allocators_disjoint() {
     assert_eq!(source.reserve("orders", 10).await.unwrap(), 1);
     assert_eq!(source.reserve("orders", 10).await.unwrap(), 11);
     two_allocators_disjoint(|| source.clone(), "orders").await;
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(source.key("orders"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }
 
 #[cfg(feature = "postgres")]

@@ -81,6 +81,18 @@ pub fn assert_disjoint(mut mine: Vec<u64>, theirs: Vec<u64>) {
     assert_eq!(mine.len(), expected, "the two processes issued the same ID");
 }
 
+/// Deletes test keys from the shared Redis, so that runs leave nothing behind.
+#[cfg(feature = "redis")]
+pub async fn delete_redis_keys(url: &str, keys: &[&str]) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
 /// Returns a temporary output file for the child.
 pub fn out_file(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{tag}-{}.ids", std::process::id()))
