@@ -270,12 +270,16 @@ impl std::error::Error for SharedError {
 ///
 /// ```
 /// use pulse_conc::LoadFlight;
-/// use pulse_core::flight::SingleFlight as _;
+/// use pulse_core::flight::SingleFlight;
+///
+/// // A cache takes any implementation of the trait.
+/// async fn load_user<S: SingleFlight<u32, String>>(flight: &S, id: u32) -> pulse_core::Result<String> {
+///     flight.run(id, || async move { Ok(format!("user {id}")) }).await
+/// }
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let flight: LoadFlight<u32, String> = LoadFlight::new();
-/// let value = flight.run(1, || async { Ok("one".to_owned()) }).await.unwrap();
-/// assert_eq!(value, "one");
+/// assert_eq!(load_user(&flight, 1).await.unwrap(), "user 1");
 /// # });
 /// ```
 pub type LoadFlight<K, V> = SingleFlight<K, Result<V, SharedError>>;

@@ -137,7 +137,8 @@ pub struct PoolStats {
     pub running: usize,
     /// Jobs accepted since the pool started.
     pub submitted: u64,
-    /// Jobs that finished, panicked ones included.
+    /// Jobs that finished, panicked ones included. The count moves just
+    /// after the job's handle receives its result.
     pub completed: u64,
     /// Jobs that panicked.
     pub panicked: u64,
