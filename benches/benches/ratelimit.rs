@@ -33,7 +33,9 @@ fn one_key_one_thread(c: &mut Criterion) {
         let pulse = Gcra::new(pulse_quota(rate));
         group.bench_function("pulse_gcra", |b| b.iter(|| black_box(pulse.check())));
         let governor = GovernorLimiter::direct(governor_quota(rate));
-        group.bench_function("governor_direct", |b| b.iter(|| black_box(governor.check())));
+        group.bench_function("governor_direct", |b| {
+            b.iter(|| black_box(governor.check()))
+        });
         group.finish();
     }
 }
@@ -111,5 +113,65 @@ fn keyed_1000_keys(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, one_key_one_thread, two_threads_one_key, keyed_1000_keys);
+/// One Redis GCRA decision against one bare `EVALSHA` of a script that
+/// returns at once, over the same pool: the cost above the round trip.
+fn redis_gcra(c: &mut Criterion) {
+    use deadpool_redis::redis::Script;
+    use pulse_ratelimit::AsyncRateLimiter;
+    use pulse_ratelimit::redis::{FailureMode, RedisAlgorithm, RedisLimiter};
+
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let pool = deadpool_redis::Config::from_url(url.as_str())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .expect("valid Redis URL");
+    if runtime.block_on(pool.get()).is_err() {
+        eprintln!("SKIPPED ratelimit/redis_gcra: no Redis at {url}");
+        return;
+    }
+
+    let prefix = format!("bench-ratelimit-{}", std::process::id());
+    let limiter = RedisLimiter::builder(
+        pulse_quota(OPEN_RATE),
+        RedisAlgorithm::Gcra,
+        FailureMode::Error,
+    )
+    .pool(pool.clone())
+    .prefix(prefix)
+    .build()
+    .expect("valid settings");
+    let bare = Script::new("return {1, 0, 0, 0}");
+
+    let mut group = c.benchmark_group("ratelimit/redis_gcra");
+    group.bench_function("pulse_redis_gcra", |b| {
+        b.iter(|| {
+            runtime.block_on(async { black_box(limiter.check("bench").await.expect("decision")) })
+        })
+    });
+    group.bench_function("bare_evalsha", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let mut connection = pool.get().await.expect("connection");
+                let reply: Vec<i64> = bare
+                    .key("bench")
+                    .invoke_async(&mut *connection)
+                    .await
+                    .expect("reply");
+                black_box(reply)
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    one_key_one_thread,
+    two_threads_one_key,
+    keyed_1000_keys,
+    redis_gcra
+);
 criterion_main!(benches);

@@ -32,7 +32,11 @@ fn api_key(request: &Request<Body>) -> Option<String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quota = Quota::per_second(5)?.with_burst(2)?;
-    let limiter = Arc::new(KeyedGcra::<String>::builder(quota).max_keys(100_000).build()?);
+    let limiter = Arc::new(
+        KeyedGcra::<String>::builder(quota)
+            .max_keys(100_000)
+            .build()?,
+    );
     let app = Router::new()
         .route("/", get(|| async { "hello\n" }))
         .layer(RateLimitLayer::new(limiter, api_key));
@@ -44,8 +48,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
-    for (attempt, key) in ["alice", "alice", "alice", "bob", "alice"].into_iter().enumerate() {
-        let request = Request::builder().uri("/").header("x-api-key", key).body(Body::empty())?;
+    for (attempt, key) in ["alice", "alice", "alice", "bob", "alice"]
+        .into_iter()
+        .enumerate()
+    {
+        let request = Request::builder()
+            .uri("/")
+            .header("x-api-key", key)
+            .body(Body::empty())?;
         let response = app.clone().oneshot(request).await?;
         let retry_after = response
             .headers()
@@ -53,9 +63,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .and_then(|value| value.to_str().ok())
             .unwrap_or("-")
             .to_owned();
-        println!("request {attempt} as {key}: {} (Retry-After: {retry_after})", response.status());
+        println!(
+            "request {attempt} as {key}: {} (Retry-After: {retry_after})",
+            response.status()
+        );
         if attempt == 2 {
-            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "the third request in a burst of 2 is limited");
+            assert_eq!(
+                response.status(),
+                StatusCode::TOO_MANY_REQUESTS,
+                "the third request in a burst of 2 is limited"
+            );
         }
     }
     Ok(())

@@ -18,7 +18,9 @@ pub enum RateLimitError {
     InvalidRate(i64),
 
     /// The period was zero.
-    #[error("invalid period `{0:?}`: use a period of at least 1 ns, such as Duration::from_secs(1)")]
+    #[error(
+        "invalid period `{0:?}`: use a period of at least 1 ns, such as Duration::from_secs(1)"
+    )]
     InvalidPeriod(Duration),
 
     /// The burst was zero, negative or larger than `u32::MAX`.
@@ -40,7 +42,9 @@ pub enum RateLimitError {
 
     /// A wait was asked for more permits than the burst, which no wait can
     /// ever grant.
-    #[error("cost `{cost}` can never be admitted: it exceeds the burst of {burst}; raise the burst or split the request")]
+    #[error(
+        "cost `{cost}` can never be admitted: it exceeds the burst of {burst}; raise the burst or split the request"
+    )]
     CostTooLarge {
         /// The requested cost.
         cost: u32,

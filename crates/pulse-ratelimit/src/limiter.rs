@@ -110,7 +110,9 @@ impl<P: Policy, C: Clock> Limiter<P, C> {
     /// to [`Duration::MAX`](std::time::Duration::MAX).
     #[inline]
     pub fn check_n(&self, cost: u32) -> Decision {
-        let decision = self.policy.check(&self.state, self.clock.now().as_nanos(), cost);
+        let decision = self
+            .policy
+            .check(&self.state, self.clock.now().as_nanos(), cost);
         #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.metrics {
             metrics.record(&decision);

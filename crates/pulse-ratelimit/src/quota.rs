@@ -184,8 +184,14 @@ mod tests {
     #[test]
     fn rejects_bad_values() {
         let second = Duration::from_secs(1);
-        assert!(matches!(Quota::new(0, second), Err(RateLimitError::InvalidRate(0))));
-        assert!(matches!(Quota::new(-1, second), Err(RateLimitError::InvalidRate(-1))));
+        assert!(matches!(
+            Quota::new(0, second),
+            Err(RateLimitError::InvalidRate(0))
+        ));
+        assert!(matches!(
+            Quota::new(-1, second),
+            Err(RateLimitError::InvalidRate(-1))
+        ));
         assert!(matches!(
             Quota::new(1 << 40, second),
             Err(RateLimitError::InvalidRate(_))
@@ -195,10 +201,18 @@ mod tests {
             Err(RateLimitError::InvalidPeriod(_))
         ));
         let quota = Quota::per_second(1).unwrap();
-        assert!(matches!(quota.with_burst(0), Err(RateLimitError::InvalidBurst(0))));
-        assert!(matches!(quota.with_burst(-3), Err(RateLimitError::InvalidBurst(-3))));
         assert!(matches!(
-            Quota::new(1, Duration::from_secs(3600 * 24 * 365)).unwrap().with_burst(1000),
+            quota.with_burst(0),
+            Err(RateLimitError::InvalidBurst(0))
+        ));
+        assert!(matches!(
+            quota.with_burst(-3),
+            Err(RateLimitError::InvalidBurst(-3))
+        ));
+        assert!(matches!(
+            Quota::new(1, Duration::from_secs(3600 * 24 * 365))
+                .unwrap()
+                .with_burst(1000),
             Err(RateLimitError::QuotaTooLong { .. })
         ));
     }
@@ -212,11 +226,29 @@ mod tests {
 
     #[test]
     fn div_interval_is_exact() {
-        for (rate, period) in [(1, 1), (3, 1_000_000_000), (7, 2_000_000_000), (1_000_000_000, 1_000_000_000)] {
+        for (rate, period) in [
+            (1, 1),
+            (3, 1_000_000_000),
+            (7, 2_000_000_000),
+            (1_000_000_000, 1_000_000_000),
+        ] {
             let quota = Quota::new(rate, Duration::from_nanos(period)).unwrap();
             let interval = quota.interval_nanos();
-            for nanos in [0, 1, interval - 1, interval, interval + 1, 12_345_678_901, u64::MAX / 2, u64::MAX] {
-                assert_eq!(quota.div_interval(nanos), nanos / interval, "{nanos} / {interval}");
+            for nanos in [
+                0,
+                1,
+                interval - 1,
+                interval,
+                interval + 1,
+                12_345_678_901,
+                u64::MAX / 2,
+                u64::MAX,
+            ] {
+                assert_eq!(
+                    quota.div_interval(nanos),
+                    nanos / interval,
+                    "{nanos} / {interval}"
+                );
             }
         }
     }

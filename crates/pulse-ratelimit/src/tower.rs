@@ -169,9 +169,15 @@ fn too_many_requests<B: Default>(decision: &Decision) -> Response<B> {
         let millis = decision.retry_after.as_millis();
         let seconds = millis.div_ceil(1000).max(1);
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds as u64));
-        headers.insert("x-ratelimit-retry-after-ms", HeaderValue::from(millis as u64));
+        headers.insert(
+            "x-ratelimit-retry-after-ms",
+            HeaderValue::from(millis as u64),
+        );
     }
     headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert(
+        "x-ratelimit-remaining",
+        HeaderValue::from(decision.remaining),
+    );
     response
 }

@@ -32,7 +32,9 @@ struct Reservation<'a, P: Policy, C: Clock> {
 impl<P: Policy, C: Clock> Drop for Reservation<'_, P, C> {
     fn drop(&mut self) {
         if !self.used {
-            self.limiter.policy().unreserve(self.limiter.state(), self.cost);
+            self.limiter
+                .policy()
+                .unreserve(self.limiter.state(), self.cost);
             tracing::trace!(target: "pulse_ratelimit", cost = self.cost, "cancelled wait gave back its reservation");
         }
     }
@@ -94,7 +96,9 @@ impl<P: Policy, C: Clock> Limiter<P, C> {
                 used: false,
             };
             if ready_at > now.as_nanos() {
-                self.clock().sleep_until(MonoTime::from_nanos(ready_at)).await;
+                self.clock()
+                    .sleep_until(MonoTime::from_nanos(ready_at))
+                    .await;
             }
             reservation.used = true;
             return Ok(());

@@ -7,8 +7,8 @@ use std::thread;
 
 use pulse_core::clock::ManualClock;
 use pulse_ratelimit::policy::{
-    FixedWindowPolicy, GcraPolicy, LeakyBucketPolicy, Policy, SlidingLogPolicy, SlidingWindowPolicy,
-    TokenBucketPolicy,
+    FixedWindowPolicy, GcraPolicy, LeakyBucketPolicy, Policy, SlidingLogPolicy,
+    SlidingWindowPolicy, TokenBucketPolicy,
 };
 use pulse_ratelimit::{KeyedLimiter, Limiter, Quota};
 
@@ -33,12 +33,20 @@ fn hammer(check: impl Fn() -> bool + Sync) -> u64 {
 }
 
 fn quota() -> Quota {
-    Quota::per_second(10).unwrap().with_burst(i64::from(BURST)).unwrap()
+    Quota::per_second(10)
+        .unwrap()
+        .with_burst(i64::from(BURST))
+        .unwrap()
 }
 
 fn direct_exact<P: Policy>() {
     let limiter = Limiter::<P, _>::with_clock(quota(), ManualClock::new());
-    assert_eq!(hammer(|| limiter.check().allowed), u64::from(BURST), "{}", P::NAME);
+    assert_eq!(
+        hammer(|| limiter.check().allowed),
+        u64::from(BURST),
+        "{}",
+        P::NAME
+    );
 }
 
 fn keyed_exact<P: Policy>() {
@@ -48,7 +56,12 @@ fn keyed_exact<P: Policy>() {
             .build()
             .unwrap(),
     );
-    assert_eq!(hammer(|| limiter.check(&7).allowed), u64::from(BURST), "{}", P::NAME);
+    assert_eq!(
+        hammer(|| limiter.check(&7).allowed),
+        u64::from(BURST),
+        "{}",
+        P::NAME
+    );
 }
 
 #[test]

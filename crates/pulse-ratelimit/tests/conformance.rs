@@ -44,7 +44,8 @@ impl<P: Policy> RateLimitBackend for InProcess<P> {
         clock: ManualClock,
     ) -> BoxFuture<'_, Result<Arc<dyn DynAsyncRateLimiter<str>>>> {
         Box::pin(async move {
-            let quota = Quota::new(i64::from(spec.rate), spec.period)?.with_burst(i64::from(spec.burst))?;
+            let quota =
+                Quota::new(i64::from(spec.rate), spec.period)?.with_burst(i64::from(spec.burst))?;
             let limiter = KeyedLimiter::<String, P>::builder(quota)
                 .clock(clock)
                 .sweep_interval(Duration::from_millis(20))
@@ -81,7 +82,10 @@ async fn sliding_log_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sliding_window_conforms() {
-    run_all(&InProcess::<SlidingWindowPolicy>::new(Bound::SlidingCounter)).await;
+    run_all(&InProcess::<SlidingWindowPolicy>::new(
+        Bound::SlidingCounter,
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

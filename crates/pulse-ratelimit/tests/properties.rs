@@ -19,10 +19,13 @@ fn quota_strategy() -> impl Strategy<Value = (u32, u64, u32)> {
 }
 
 fn make_quota(rate: u32, interval_ms: u64, burst: u32) -> Quota {
-    Quota::new(i64::from(rate), Duration::from_millis(interval_ms * u64::from(rate)))
-        .unwrap()
-        .with_burst(i64::from(burst))
-        .unwrap()
+    Quota::new(
+        i64::from(rate),
+        Duration::from_millis(interval_ms * u64::from(rate)),
+    )
+    .unwrap()
+    .with_burst(i64::from(burst))
+    .unwrap()
 }
 
 /// Runs a schedule and returns (time in ms, cost) of every admitted request.
@@ -52,7 +55,10 @@ fn assert_refill_bound(quota: Quota, interval_ms: u64, admitted: &[(u64, u64)]) 
         for &(at, cost) in &admitted[i..] {
             sum += cost;
             let bound = u64::from(quota.burst()) + (at - start) / interval_ms;
-            assert!(sum <= bound, "{sum} permits in [{start}, {at}] ms, bound {bound}");
+            assert!(
+                sum <= bound,
+                "{sum} permits in [{start}, {at}] ms, bound {bound}"
+            );
         }
     }
 }

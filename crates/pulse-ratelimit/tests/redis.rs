@@ -47,11 +47,20 @@ fn limiter(
 /// then 11 requests 0.9 s apart. Exactly the nine from 1.8 s to 9.0 s pass.
 #[tokio::test]
 async fn token_bucket_keeps_partial_refill() {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     let clock = ManualClock::new();
     let quota = Quota::per_second(1).unwrap().with_burst(2).unwrap();
     let prefix = pulse_testkit::unique_prefix("ratelimit");
-    let bucket = limiter(pool(&url), &prefix, quota, RedisAlgorithm::TokenBucket, Some(clock.clone()), FailureMode::Error);
+    let bucket = limiter(
+        pool(&url),
+        &prefix,
+        quota,
+        RedisAlgorithm::TokenBucket,
+        Some(clock.clone()),
+        FailureMode::Error,
+    );
 
     assert!(bucket.check_n("k", 2).await.unwrap().allowed);
     let mut admitted_at = Vec::new();
@@ -61,20 +70,36 @@ async fn token_bucket_keeps_partial_refill() {
             admitted_at.push(step * 900);
         }
     }
-    assert_eq!(admitted_at, vec![1800, 2700, 3600, 4500, 5400, 6300, 7200, 8100, 9000]);
+    assert_eq!(
+        admitted_at,
+        vec![1800, 2700, 3600, 4500, 5400, 6300, 7200, 8100, 9000]
+    );
 }
 
 /// Limit 5 per 60 s: after every call, admitted or not, the counter key has
 /// a TTL of at most the window; it is set in the same script as the count.
 #[tokio::test]
 async fn fixed_window_key_always_has_ttl() {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     let prefix = pulse_testkit::unique_prefix("ratelimit");
     let pool = pool(&url);
     let quota = Quota::per_minute(5).unwrap();
     for clock in [None, Some(ManualClock::new())] {
-        let window = limiter(pool.clone(), &prefix, quota, RedisAlgorithm::FixedWindow, clock.clone(), FailureMode::Error);
-        let key = if clock.is_some() { "test-clock" } else { "server-time" };
+        let window = limiter(
+            pool.clone(),
+            &prefix,
+            quota,
+            RedisAlgorithm::FixedWindow,
+            clock.clone(),
+            FailureMode::Error,
+        );
+        let key = if clock.is_some() {
+            "test-clock"
+        } else {
+            "server-time"
+        };
         let mut connection = pool.get().await.unwrap();
         for request in 0..8 {
             let decision = window.check(key).await.unwrap();
@@ -108,19 +133,38 @@ impl RateLimitBackend for RedisBackend {
         self.bound
     }
 
-    fn limiter(&self, spec: Spec, clock: ManualClock) -> BoxFuture<'_, Result<Arc<dyn DynAsyncRateLimiter<str>>>> {
+    fn limiter(
+        &self,
+        spec: Spec,
+        clock: ManualClock,
+    ) -> BoxFuture<'_, Result<Arc<dyn DynAsyncRateLimiter<str>>>> {
         Box::pin(async move {
-            let quota = Quota::new(i64::from(spec.rate), spec.period)?.with_burst(i64::from(spec.burst))?;
+            let quota =
+                Quota::new(i64::from(spec.rate), spec.period)?.with_burst(i64::from(spec.burst))?;
             let prefix = pulse_testkit::unique_prefix("ratelimit");
-            let limiter = limiter(pool(&self.url), &prefix, quota, self.algorithm, Some(clock), FailureMode::Error);
+            let limiter = limiter(
+                pool(&self.url),
+                &prefix,
+                quota,
+                self.algorithm,
+                Some(clock),
+                FailureMode::Error,
+            );
             Ok(Arc::new(limiter) as Arc<dyn DynAsyncRateLimiter<str>>)
         })
     }
 }
 
 async fn conforms(algorithm: RedisAlgorithm, bound: Bound) {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
-    run_all(&RedisBackend { url, algorithm, bound }).await;
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
+    run_all(&RedisBackend {
+        url,
+        algorithm,
+        bound,
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +191,9 @@ async fn fixed_window_conforms() {
 /// frozen: together they get exactly the burst, for every algorithm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_clients_admit_exactly_burst() {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     let quota = Quota::per_second(10).unwrap().with_burst(30).unwrap();
     for algorithm in [
         RedisAlgorithm::Gcra,
@@ -160,7 +206,14 @@ async fn several_clients_admit_exactly_burst() {
         clock.advance(Duration::from_millis(500));
         let mut tasks = Vec::new();
         for _ in 0..4 {
-            let client = Arc::new(limiter(pool(&url), &prefix, quota, algorithm, Some(clock.clone()), FailureMode::Error));
+            let client = Arc::new(limiter(
+                pool(&url),
+                &prefix,
+                quota,
+                algorithm,
+                Some(clock.clone()),
+                FailureMode::Error,
+            ));
             for _ in 0..4 {
                 let client = client.clone();
                 tasks.push(tokio::spawn(async move {
@@ -178,7 +231,10 @@ async fn several_clients_admit_exactly_burst() {
         for task in tasks {
             total += task.await.unwrap();
         }
-        assert_eq!(total, 30, "{algorithm:?}: 16 callers on 4 clients got {total} permits");
+        assert_eq!(
+            total, 30,
+            "{algorithm:?}: 16 callers on 4 clients got {total} permits"
+        );
     }
 }
 
@@ -189,12 +245,26 @@ async fn script_reloaded_after_flush() {
     let server = RedisServer::start().expect("redis-server starts");
     let pool = pool(&server.url());
     let quota = Quota::per_second(5).unwrap();
-    let gcra = limiter(pool.clone(), "flush", quota, RedisAlgorithm::Gcra, None, FailureMode::Error);
+    let gcra = limiter(
+        pool.clone(),
+        "flush",
+        quota,
+        RedisAlgorithm::Gcra,
+        None,
+        FailureMode::Error,
+    );
 
     assert!(gcra.check("k").await.unwrap().allowed);
     let mut connection = pool.get().await.unwrap();
-    let _: () = deadpool_redis::redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut *connection).await.unwrap();
-    let decision = gcra.check("k").await.expect("the script is loaded again after NOSCRIPT");
+    let _: () = deadpool_redis::redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut *connection)
+        .await
+        .unwrap();
+    let decision = gcra
+        .check("k")
+        .await
+        .expect("the script is loaded again after NOSCRIPT");
     assert!(decision.allowed);
     assert_eq!(decision.remaining, 3);
 }
@@ -204,15 +274,30 @@ async fn script_reloaded_after_flush() {
 async fn one_evalsha_per_decision() {
     let server = RedisServer::start().expect("redis-server starts");
     let pool = pool(&server.url());
-    let gcra = limiter(pool.clone(), "calls", Quota::per_second(100).unwrap(), RedisAlgorithm::Gcra, None, FailureMode::Error);
+    let gcra = limiter(
+        pool.clone(),
+        "calls",
+        Quota::per_second(100).unwrap(),
+        RedisAlgorithm::Gcra,
+        None,
+        FailureMode::Error,
+    );
     gcra.check("warm-up").await.unwrap();
 
     let mut connection = pool.get().await.unwrap();
-    let _: () = deadpool_redis::redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut *connection).await.unwrap();
+    let _: () = deadpool_redis::redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut *connection)
+        .await
+        .unwrap();
     for key in 0..20 {
         gcra.check(&format!("k{key}")).await.unwrap();
     }
-    let info: String = deadpool_redis::redis::cmd("INFO").arg("commandstats").query_async(&mut *connection).await.unwrap();
+    let info: String = deadpool_redis::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut *connection)
+        .await
+        .unwrap();
     let calls = |command: &str| -> u64 {
         info.lines()
             .find(|line| line.starts_with(&format!("cmdstat_{command}:")))
@@ -283,5 +368,8 @@ async fn cut_connection_applies_failure_mode() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(recovered, "the limiter did not reconnect after the proxy was restored");
+    assert!(
+        recovered,
+        "the limiter did not reconnect after the proxy was restored"
+    );
 }

@@ -23,7 +23,10 @@ fn token_bucket_keeps_partial_refill() {
             admitted_at.push(step * 900);
         }
     }
-    assert_eq!(admitted_at, vec![1800, 2700, 3600, 4500, 5400, 6300, 7200, 8100, 9000]);
+    assert_eq!(
+        admitted_at,
+        vec![1800, 2700, 3600, 4500, 5400, 6300, 7200, 8100, 9000]
+    );
 }
 
 /// GCRA with burst B and rate R per P: at most B + R·W/P in any window W,
@@ -31,7 +34,10 @@ fn token_bucket_keeps_partial_refill() {
 #[test]
 fn gcra_admits_burst_plus_rate() {
     let clock = ManualClock::new();
-    let quota = Quota::new(7, Duration::from_secs(2)).unwrap().with_burst(4).unwrap();
+    let quota = Quota::new(7, Duration::from_secs(2))
+        .unwrap()
+        .with_burst(4)
+        .unwrap();
     let gcra = Gcra::with_clock(quota, clock.clone());
     let mut admitted = Vec::new();
     for ms in 0..10_000u64 {
@@ -44,7 +50,10 @@ fn gcra_admits_burst_plus_rate() {
         for (j, &end) in admitted.iter().enumerate().skip(i) {
             let count = (j - i + 1) as u64;
             let bound = 4 + 7 * (end - start) / 2000;
-            assert!(count <= bound, "{count} admitted in [{start}, {end}] ms, bound {bound}");
+            assert!(
+                count <= bound,
+                "{count} admitted in [{start}, {end}] ms, bound {bound}"
+            );
         }
     }
     // The bound is reached: 4 at once, then one per 2000/7 ms.

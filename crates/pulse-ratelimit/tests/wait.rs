@@ -16,7 +16,10 @@ async fn until_sleepers(clock: &ManualClock, count: usize) {
 #[tokio::test]
 async fn waiters_served_in_arrival_order() {
     let clock = ManualClock::new();
-    let limiter = Arc::new(Gcra::with_clock(Quota::per_second(1).unwrap(), clock.clone()));
+    let limiter = Arc::new(Gcra::with_clock(
+        Quota::per_second(1).unwrap(),
+        clock.clone(),
+    ));
     limiter.until_ready().await.unwrap();
 
     let order = Arc::new(Mutex::new(Vec::new()));
@@ -69,7 +72,10 @@ async fn cancelled_wait_gives_back_reservation() {
 #[tokio::test]
 async fn queue_spaces_waiters() {
     let clock = ManualClock::new();
-    let queue = Arc::new(LeakyQueue::with_clock(Quota::per_second(10).unwrap(), clock.clone()));
+    let queue = Arc::new(LeakyQueue::with_clock(
+        Quota::per_second(10).unwrap(),
+        clock.clone(),
+    ));
     let mut tasks = Vec::new();
     for _ in 0..3 {
         let queue = queue.clone();
@@ -77,7 +83,10 @@ async fn queue_spaces_waiters() {
     }
     // The first goes at once, the others wait 100 ms and 200 ms.
     until_sleepers(&clock, 2).await;
-    assert_eq!(clock.next_deadline(), Some(pulse_core::clock::MonoTime::from_nanos(100_000_000)));
+    assert_eq!(
+        clock.next_deadline(),
+        Some(pulse_core::clock::MonoTime::from_nanos(100_000_000))
+    );
     clock.advance(Duration::from_millis(200));
     for task in tasks {
         task.await.unwrap().unwrap();
@@ -87,7 +96,10 @@ async fn queue_spaces_waiters() {
 #[tokio::test]
 async fn window_waiter_waits_for_next_window() {
     let clock = ManualClock::new();
-    let window = Arc::new(FixedWindow::with_clock(Quota::per_second(2).unwrap(), clock.clone()));
+    let window = Arc::new(FixedWindow::with_clock(
+        Quota::per_second(2).unwrap(),
+        clock.clone(),
+    ));
     window.until_ready_n(2).await.unwrap();
     let waiter = tokio::spawn({
         let window = window.clone();
@@ -102,14 +114,23 @@ async fn window_waiter_waits_for_next_window() {
 async fn cost_above_burst_is_an_error() {
     let limiter = Gcra::with_clock(Quota::per_second(2).unwrap(), ManualClock::new());
     let err = limiter.until_ready_n(3).await.unwrap_err();
-    assert!(matches!(err, RateLimitError::CostTooLarge { cost: 3, burst: 2 }));
-    assert!(matches!(limiter.until_ready_blocking_n(3), Err(RateLimitError::CostTooLarge { .. })));
+    assert!(matches!(
+        err,
+        RateLimitError::CostTooLarge { cost: 3, burst: 2 }
+    ));
+    assert!(matches!(
+        limiter.until_ready_blocking_n(3),
+        Err(RateLimitError::CostTooLarge { .. })
+    ));
 }
 
 #[test]
 fn blocking_wait_follows_clock() {
     let clock = ManualClock::new();
-    let limiter = Arc::new(Gcra::with_clock(Quota::per_second(1).unwrap(), clock.clone()));
+    let limiter = Arc::new(Gcra::with_clock(
+        Quota::per_second(1).unwrap(),
+        clock.clone(),
+    ));
     limiter.until_ready_blocking().unwrap();
     let waiter = std::thread::spawn({
         let limiter = limiter.clone();
@@ -121,6 +142,8 @@ fn blocking_wait_follows_clock() {
     waiter.join().unwrap().unwrap();
 }
 
-fn futures_poll<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+fn futures_poll<F: std::future::Future>(
+    future: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
     future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
 }

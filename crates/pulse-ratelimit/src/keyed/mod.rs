@@ -153,7 +153,11 @@ where
 
     /// Returns the number of keys held.
     pub fn len(&self) -> usize {
-        self.shared.shards.iter().map(|shard| shard.read().len()).sum()
+        self.shared
+            .shards
+            .iter()
+            .map(|shard| shard.read().len())
+            .sum()
     }
 
     /// Returns whether no key is held.
@@ -215,7 +219,14 @@ where
 
     /// The slow path: the key was not found under the read lock.
     #[cold]
-    fn check_new<Q>(&self, shard: &Shard<K, P::State>, hash: u64, key: &Q, now: u64, cost: u32) -> Decision
+    fn check_new<Q>(
+        &self,
+        shard: &Shard<K, P::State>,
+        hash: u64,
+        key: &Q,
+        now: u64,
+        cost: u32,
+    ) -> Decision
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
@@ -250,7 +261,9 @@ where
         }
 
         let hasher = &self.hasher;
-        table.insert_unique(hash, (key.to_owned(), state), |(stored, _)| hasher.hash_one(stored));
+        table.insert_unique(hash, (key.to_owned(), state), |(stored, _)| {
+            hasher.hash_one(stored)
+        });
         decision
     }
 

@@ -83,7 +83,10 @@ impl Policy for SlidingLogPolicy {
         }
         let mut log = state.lock();
         log.expire(now, self.window);
-        let newest_end = log.entries.back().map_or(0, |&(at, _)| at + self.window - now);
+        let newest_end = log
+            .entries
+            .back()
+            .map_or(0, |&(at, _)| at + self.window - now);
 
         if log.total + u64::from(cost) > limit {
             // Wait until enough of the oldest entries have left the window.
@@ -108,7 +111,9 @@ impl Policy for SlidingLogPolicy {
     fn idle_after(&self, state: &Mutex<Log>, now: u64) -> u64 {
         let mut log = state.lock();
         log.expire(now, self.window);
-        log.entries.back().map_or(0, |&(at, _)| at + self.window - now)
+        log.entries
+            .back()
+            .map_or(0, |&(at, _)| at + self.window - now)
     }
 }
 

@@ -42,7 +42,11 @@ fn check_tat(quota: &Quota, tat: &AtomicU64, now: u64, cost: u32) -> Decision {
         }
         let remaining = quota.div_interval(horizon - next);
         if cost == 0 {
-            return Decision::allowed(u64::from(burst), remaining, ceil_ms(current.saturating_sub(now)));
+            return Decision::allowed(
+                u64::from(burst),
+                remaining,
+                ceil_ms(current.saturating_sub(now)),
+            );
         }
         match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => return Decision::allowed(u64::from(burst), remaining, ceil_ms(next - now)),

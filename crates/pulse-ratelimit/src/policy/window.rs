@@ -83,7 +83,11 @@ impl Policy for FixedWindowPolicy {
         let mut current = state.load(Ordering::Relaxed);
         loop {
             let count = Self::count_in(current, index);
-            let reset_after = if count == 0 { Default::default() } else { until_end };
+            let reset_after = if count == 0 {
+                Default::default()
+            } else {
+                until_end
+            };
             if count + u64::from(cost) > limit {
                 return Decision::rejected(limit, until_end, reset_after);
             }
@@ -140,7 +144,11 @@ impl SlidingCounts {
         if index == self.index {
             return;
         }
-        self.previous = if index == self.index + 1 { self.current } else { 0 };
+        self.previous = if index == self.index + 1 {
+            self.current
+        } else {
+            0
+        };
         self.current = 0;
         self.index = index;
     }

@@ -232,11 +232,14 @@ impl RedisLimiter {
     }
 
     async fn on_failure(&self, key: &str, cost: u32, reason: String) -> Result<Decision> {
-        self.warnings.warn(self.algorithm, key, &self.failure, &reason);
+        self.warnings
+            .warn(self.algorithm, key, &self.failure, &reason);
         let burst = u64::from(self.quota.burst());
         match &self.failure {
             FailureMode::FailOpen => Ok(Decision::allowed(burst, 0, Duration::ZERO)),
-            FailureMode::FailClosed => Ok(Decision::rejected(burst, FAIL_CLOSED_RETRY, Duration::ZERO)),
+            FailureMode::FailClosed => {
+                Ok(Decision::rejected(burst, FAIL_CLOSED_RETRY, Duration::ZERO))
+            }
             FailureMode::Fallback(limiter) => limiter.check_n_boxed(key, cost).await,
             FailureMode::Error => Err(RateLimitError::Redis {
                 key: key.to_owned(),
@@ -410,7 +413,12 @@ impl WarnThrottle {
         let now_ms = self.origin.elapsed().as_millis() as u64;
         let last = self.last_ms.load(Ordering::Relaxed);
         let due = last == u64::MAX || now_ms.saturating_sub(last) >= WARN_EVERY.as_millis() as u64;
-        if !due || self.last_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        if !due
+            || self
+                .last_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
             return;
         }

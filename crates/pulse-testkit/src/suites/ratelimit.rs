@@ -140,7 +140,11 @@ async fn decide(
 }
 
 fn burst_of(backend: &dyn RateLimitBackend, spec: Spec) -> u32 {
-    if backend.bound() == Bound::Spacing { 1 } else { spec.burst }
+    if backend.bound() == Bound::Spacing {
+        1
+    } else {
+        spec.burst
+    }
 }
 
 /// A fresh key admits its burst at once and rejects the next request.
@@ -150,13 +154,30 @@ pub async fn burst_then_reject(backend: &dyn RateLimitBackend) {
     let burst = burst_of(backend, SPEC);
     for taken in 1..=burst {
         let decision = decide(backend, &*limiter, "a", 1).await;
-        assert!(decision.allowed, "{name}: request {taken} of a burst of {burst} was rejected: {decision:?}");
-        assert_eq!(decision.retry_after, Duration::ZERO, "{name}: an admitted request has a retry_after");
+        assert!(
+            decision.allowed,
+            "{name}: request {taken} of a burst of {burst} was rejected: {decision:?}"
+        );
+        assert_eq!(
+            decision.retry_after,
+            Duration::ZERO,
+            "{name}: an admitted request has a retry_after"
+        );
     }
     let decision = decide(backend, &*limiter, "a", 1).await;
-    assert!(!decision.allowed, "{name}: request {} after a burst of {burst} was admitted", burst + 1);
-    assert!(decision.retry_after > Duration::ZERO, "{name}: a rejection has no retry_after");
-    assert_eq!(decision.remaining, 0, "{name}: a rejection after the burst reports remaining permits");
+    assert!(
+        !decision.allowed,
+        "{name}: request {} after a burst of {burst} was admitted",
+        burst + 1
+    );
+    assert!(
+        decision.retry_after > Duration::ZERO,
+        "{name}: a rejection has no retry_after"
+    );
+    assert_eq!(
+        decision.remaining, 0,
+        "{name}: a rejection after the burst reports remaining permits"
+    );
 }
 
 /// A rejected request is still rejected 1 ms before its `retry_after` and
@@ -174,17 +195,29 @@ pub async fn retry_after_is_exact(backend: &dyn RateLimitBackend) {
             }
             rejected = decide(backend, &*limiter, "a", 1).await;
         }
-        assert!(!rejected.allowed, "{name}: round {round}: more than the burst was admitted");
+        assert!(
+            !rejected.allowed,
+            "{name}: round {round}: more than the burst was admitted"
+        );
         let wait = rejected.retry_after;
-        assert!(wait >= Duration::from_millis(1) && wait < Duration::from_secs(3600), "{name}: retry_after {wait:?} is out of range");
+        assert!(
+            wait >= Duration::from_millis(1) && wait < Duration::from_secs(3600),
+            "{name}: retry_after {wait:?} is out of range"
+        );
 
         clock.advance(wait - Duration::from_millis(1));
         let early = decide(backend, &*limiter, "a", 1).await;
-        assert!(!early.allowed, "{name}: round {round}: admitted 1 ms before retry_after {wait:?}");
+        assert!(
+            !early.allowed,
+            "{name}: round {round}: admitted 1 ms before retry_after {wait:?}"
+        );
 
         clock.advance(Duration::from_millis(1));
         let on_time = decide(backend, &*limiter, "a", 1).await;
-        assert!(on_time.allowed, "{name}: round {round}: rejected at retry_after {wait:?}: {on_time:?}");
+        assert!(
+            on_time.allowed,
+            "{name}: round {round}: rejected at retry_after {wait:?}: {on_time:?}"
+        );
     }
 }
 
@@ -193,10 +226,20 @@ pub async fn cost_above_burst(backend: &dyn RateLimitBackend) {
     let name = backend.name();
     let (limiter, _clock) = make(backend, SPEC).await;
     let decision = decide(backend, &*limiter, "a", SPEC.burst + 1).await;
-    assert!(!decision.allowed, "{name}: a cost above the burst was admitted");
-    assert_eq!(decision.retry_after, Duration::MAX, "{name}: a cost that can never pass needs retry_after == MAX");
+    assert!(
+        !decision.allowed,
+        "{name}: a cost above the burst was admitted"
+    );
+    assert_eq!(
+        decision.retry_after,
+        Duration::MAX,
+        "{name}: a cost that can never pass needs retry_after == MAX"
+    );
     let after = decide(backend, &*limiter, "a", 1).await;
-    assert!(after.allowed, "{name}: the rejected oversized cost took permits");
+    assert!(
+        after.allowed,
+        "{name}: the rejected oversized cost took permits"
+    );
 }
 
 /// One key's use does not touch another's.
@@ -207,8 +250,14 @@ pub async fn keys_are_isolated(backend: &dyn RateLimitBackend) {
     for _ in 0..burst {
         decide(backend, &*limiter, "first", 1).await;
     }
-    assert!(!decide(backend, &*limiter, "first", 1).await.allowed, "{name}: key `first` is not exhausted");
-    assert!(decide(backend, &*limiter, "second", 1).await.allowed, "{name}: key `second` was limited by `first`");
+    assert!(
+        !decide(backend, &*limiter, "first", 1).await.allowed,
+        "{name}: key `first` is not exhausted"
+    );
+    assert!(
+        decide(backend, &*limiter, "second", 1).await.allowed,
+        "{name}: key `second` was limited by `first`"
+    );
 }
 
 /// A small deterministic generator, so that failures reproduce.
@@ -216,7 +265,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % bound
     }
 }
@@ -225,7 +277,11 @@ impl Lcg {
 /// requests of mixed cost.
 pub async fn bound_holds(backend: &dyn RateLimitBackend) {
     let name = backend.name();
-    let spec = Spec { rate: 4, period: Duration::from_secs(1), burst: 6 };
+    let spec = Spec {
+        rate: 4,
+        period: Duration::from_secs(1),
+        burst: 6,
+    };
     let (limiter, clock) = make(backend, spec).await;
     let mut random = Lcg(0x5eed);
     let interval_ms = spec.interval().as_millis() as u64;
@@ -251,8 +307,12 @@ pub async fn bound_holds(backend: &dyn RateLimitBackend) {
                 let mut sum = 0;
                 for &(at, cost) in &admitted[i..] {
                     sum += cost;
-                    let allowed = burst + u64::from(spec.rate) * (at - start) / spec.period.as_millis() as u64;
-                    assert!(sum <= allowed, "{name}: {sum} permits in [{start} ms, {at} ms], bound {allowed}");
+                    let allowed = burst
+                        + u64::from(spec.rate) * (at - start) / spec.period.as_millis() as u64;
+                    assert!(
+                        sum <= allowed,
+                        "{name}: {sum} permits in [{start} ms, {at} ms], bound {allowed}"
+                    );
                 }
             }
         }
@@ -262,12 +322,23 @@ pub async fn bound_holds(backend: &dyn RateLimitBackend) {
                 *per_window.entry(at / window_ms).or_insert(0) += cost;
             }
             for (window, sum) in per_window {
-                assert!(sum <= burst, "{name}: {sum} permits in aligned window {window}, limit {burst}");
+                assert!(
+                    sum <= burst,
+                    "{name}: {sum} permits in aligned window {window}, limit {burst}"
+                );
             }
             if backend.bound() == Bound::SlidingCounter {
                 for (i, &(start, _)) in admitted.iter().enumerate() {
-                    let sum: u64 = admitted[i..].iter().take_while(|(at, _)| *at < start + window_ms).map(|(_, cost)| cost).sum();
-                    assert!(sum < 2 * burst, "{name}: {sum} permits within one window from {start} ms, bound below {}", 2 * burst);
+                    let sum: u64 = admitted[i..]
+                        .iter()
+                        .take_while(|(at, _)| *at < start + window_ms)
+                        .map(|(_, cost)| cost)
+                        .sum();
+                    assert!(
+                        sum < 2 * burst,
+                        "{name}: {sum} permits within one window from {start} ms, bound below {}",
+                        2 * burst
+                    );
                 }
             }
         }
@@ -285,7 +356,10 @@ pub async fn under_rate_never_rejected(backend: &dyn RateLimitBackend) {
     let mut random = Lcg(7);
     for request in 0..200 {
         let decision = decide(backend, &*limiter, "k", 1).await;
-        assert!(decision.allowed, "{name}: request {request} at or under the rate was rejected: {decision:?}");
+        assert!(
+            decision.allowed,
+            "{name}: request {request} at or under the rate was rejected: {decision:?}"
+        );
         let jitter = Duration::from_millis(random.below(30));
         clock.advance(SPEC.interval() + jitter);
     }
@@ -294,7 +368,11 @@ pub async fn under_rate_never_rejected(backend: &dyn RateLimitBackend) {
 /// Eight tasks hammering one key at a frozen clock get exactly the burst.
 pub async fn concurrent_callers_exact(backend: &dyn RateLimitBackend) {
     let name = backend.name().to_owned();
-    let spec = Spec { rate: 10, period: Duration::from_secs(1), burst: 25 };
+    let spec = Spec {
+        rate: 10,
+        period: Duration::from_secs(1),
+        burst: 25,
+    };
     let (limiter, _clock) = make(backend, spec).await;
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -302,7 +380,12 @@ pub async fn concurrent_callers_exact(backend: &dyn RateLimitBackend) {
         tasks.push(tokio::spawn(async move {
             let mut admitted = 0u32;
             for _ in 0..20 {
-                if limiter.check_n_boxed("hot", 1).await.map(|d| d.allowed).unwrap_or(false) {
+                if limiter
+                    .check_n_boxed("hot", 1)
+                    .await
+                    .map(|d| d.allowed)
+                    .unwrap_or(false)
+                {
                     admitted += 1;
                 }
             }
@@ -314,5 +397,8 @@ pub async fn concurrent_callers_exact(backend: &dyn RateLimitBackend) {
         total += task.await.expect("task panicked");
     }
     let expected = burst_of(backend, spec);
-    assert_eq!(total, expected, "{name}: 8 tasks at a frozen clock got {total} permits, burst {expected}");
+    assert_eq!(
+        total, expected,
+        "{name}: 8 tasks at a frozen clock got {total} permits, burst {expected}"
+    );
 }
