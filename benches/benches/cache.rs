@@ -3,11 +3,16 @@
 //!
 //! The hit ratios are printed to stderr before the timings.
 
+use std::future::Future;
 use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use criterion::{Criterion, criterion_group, criterion_main};
-use pulse_cache::LocalCache;
+use pulse_cache::{LocalCache, NearCache};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -50,6 +55,68 @@ fn local_hit(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % KEYS;
             black_box(moka.get(&i))
+        })
+    });
+    group.finish();
+}
+
+/// Polls a future that is expected to be ready at once (a cache hit).
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a hit must not wait"),
+    }
+}
+
+fn near_hit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cache_near_hit");
+    let keys: Vec<String> = (0..KEYS).map(|k| format!("user:{k}")).collect();
+    let local = LocalCache::<String, u64>::builder()
+        .max_entries(KEYS * 2)
+        .ttl(Duration::from_secs(3600))
+        .build()
+        .expect("valid cache");
+    // The remote tier does not matter for a hit; an in-process store keeps
+    // the bench free of a server (and of a runtime: it has no invalidation
+    // stream to listen to).
+    let remote = LocalCache::<String, Bytes>::builder()
+        .max_entries(KEYS * 2)
+        .build()
+        .expect("valid cache");
+    let near = NearCache::<u64, _>::builder(remote)
+        .max_entries(KEYS * 2)
+        .local_ttl(Duration::from_secs(3600))
+        .build()
+        .expect("valid near cache");
+    for (k, key) in keys.iter().enumerate() {
+        local.insert(key.clone(), k as u64).expect("fits");
+        ready(near.set(key, &(k as u64))).expect("stored");
+        ready(near.get(key)).expect("loaded");
+    }
+    assert!(
+        near.get_local(&keys[1]).is_some(),
+        "the near cache holds its copies"
+    );
+
+    let mut i = 0usize;
+    group.bench_function("pulse_local_string_key", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            black_box(local.get(keys[i].as_str()))
+        })
+    });
+    group.bench_function("pulse_near_get", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            black_box(ready(near.get(&keys[i])).ok())
+        })
+    });
+    group.bench_function("pulse_near_get_local", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            black_box(near.get_local(&keys[i]))
         })
     });
     group.finish();
@@ -132,5 +199,5 @@ fn hit_ratio(_c: &mut Criterion) {
     zipf_hit_ratio();
 }
 
-criterion_group!(benches, hit_ratio, local_hit);
+criterion_group!(benches, hit_ratio, local_hit, near_hit);
 criterion_main!(benches);

@@ -22,7 +22,10 @@ async fn instance(url: &str, prefix: &str, mode: InvalidationMode) -> NearCache<
         .max_entries(1000)
         .build()
         .unwrap();
-    assert!(near.wait_coherent(Duration::from_secs(10)).await, "{mode:?}: stream not live");
+    assert!(
+        near.wait_coherent(Duration::from_secs(10)).await,
+        "{mode:?}: stream not live"
+    );
     near
 }
 
@@ -35,7 +38,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// bounded delay, and once it served it, never an older one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_other_instance_converges_and_never_goes_back() {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     for mode in MODES {
         let prefix = pulse_testkit::unique_prefix("cache");
         let writer = instance(&url, &prefix, mode).await;
@@ -47,7 +52,10 @@ async fn the_other_instance_converges_and_never_goes_back() {
             let written = Instant::now();
             loop {
                 let seen = reader.get("counter").await.unwrap().unwrap_or(0);
-                assert!(seen <= version, "{mode:?}: read {seen} before it was written");
+                assert!(
+                    seen <= version,
+                    "{mode:?}: read {seen} before it was written"
+                );
                 if seen == version {
                     delays.push(written.elapsed());
                     break;
@@ -90,7 +98,10 @@ impl CacheStore for HeldStore {
         Ok(self.get_with_ttl(key).await?.map(|(value, _)| value))
     }
 
-    async fn get_with_ttl(&self, key: &str) -> pulse_core::Result<Option<(Bytes, Option<Duration>)>> {
+    async fn get_with_ttl(
+        &self,
+        key: &str,
+    ) -> pulse_core::Result<Option<(Bytes, Option<Duration>)>> {
         let value = self.inner.get_with_ttl(key).await?;
         if self.hold.swap(false, Ordering::SeqCst) {
             self.read_done.notify_one();
@@ -116,7 +127,9 @@ impl CacheStore for HeldStore {
 /// leaves nothing cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_racing_an_invalidation_is_not_kept() {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     for mode in MODES {
         let prefix = pulse_testkit::unique_prefix("cache");
         let writer = instance(&url, &prefix, mode).await;
@@ -148,13 +161,24 @@ async fn a_fetch_racing_an_invalidation_is_not_kept() {
         writer.set("probe", &2).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while reader.get_local("probe").is_some() {
-            assert!(Instant::now() < deadline, "{mode:?}: probe invalidation never processed");
+            assert!(
+                Instant::now() < deadline,
+                "{mode:?}: probe invalidation never processed"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
 
         held.release.notify_one();
-        assert_eq!(fetch.await.unwrap().unwrap(), Some(1), "the raced fetch returns what it read");
-        assert_eq!(reader.get_local("k"), None, "{mode:?}: the raced value was kept");
+        assert_eq!(
+            fetch.await.unwrap().unwrap(),
+            Some(1),
+            "the raced fetch returns what it read"
+        );
+        assert_eq!(
+            reader.get_local("k"),
+            None,
+            "{mode:?}: the raced value was kept"
+        );
         assert_eq!(reader.get("k").await.unwrap(), Some(2));
         writer.store().shutdown().await;
         held.inner.shutdown().await;
@@ -165,7 +189,9 @@ async fn a_fetch_racing_an_invalidation_is_not_kept() {
 /// caching until the stream is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_connection_flushes_the_local_tier() {
-    let Some(_) = pulse_testkit::services::redis_url() else { return };
+    let Some(_) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     let server = match pulse_testkit::redis_server::RedisServer::start() {
         Ok(server) => server,
         Err(err) if !pulse_testkit::services::ci_mode() => {
@@ -175,7 +201,9 @@ async fn a_cut_connection_flushes_the_local_tier() {
         Err(err) => panic!("cannot start a private redis-server: {err}"),
     };
     for mode in MODES {
-        let proxy = pulse_testkit::proxy::Proxy::start(server.addr()).await.unwrap();
+        let proxy = pulse_testkit::proxy::Proxy::start(server.addr())
+            .await
+            .unwrap();
         let prefix = pulse_testkit::unique_prefix("cache");
         let direct = instance(&server.url(), &prefix, mode).await;
         let proxied = instance(&format!("redis://{}", proxy.addr()), &prefix, mode).await;
@@ -187,15 +215,25 @@ async fn a_cut_connection_flushes_the_local_tier() {
         proxy.cut();
         let deadline = Instant::now() + Duration::from_secs(10);
         while proxied.is_coherent() {
-            assert!(Instant::now() < deadline, "{mode:?}: the cut was never noticed");
+            assert!(
+                Instant::now() < deadline,
+                "{mode:?}: the cut was never noticed"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(proxied.local_entry_count(), 0, "{mode:?}: local tier not flushed");
+        assert_eq!(
+            proxied.local_entry_count(),
+            0,
+            "{mode:?}: local tier not flushed"
+        );
 
         // Missed while cut: the write must not be hidden by an old copy.
         direct.set("k", &2).await.unwrap();
         proxy.restore();
-        assert!(proxied.wait_coherent(Duration::from_secs(15)).await, "{mode:?}: never reconnected");
+        assert!(
+            proxied.wait_coherent(Duration::from_secs(15)).await,
+            "{mode:?}: never reconnected"
+        );
         assert_eq!(proxied.get("k").await.unwrap(), Some(2));
         direct.store().shutdown().await;
         proxied.store().shutdown().await;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::coherence::Coherence;
-use super::{NearCache, NearInner, Shared, Slot, listen};
+use super::{NearCache, NearInner, Shared, listen};
 use crate::codec::{Codec, Postcard};
 use crate::error::CacheError;
 use crate::flight::Flight;
@@ -169,15 +169,22 @@ where
             .into());
         }
 
-        let mut local = LocalCache::<String, Slot<V>>::builder().max_entries(self.max_entries);
+        let mut local = LocalCache::<String, V>::builder().max_entries(self.max_entries);
         if let Some(ttl) = self.local_ttl {
             local = local.ttl(ttl);
         }
-        if let Some(negative) = self.negative_ttl {
-            local = local.expire_after(move |_key, slot: &Slot<V>| {
-                matches!(slot, Slot::Absent).then_some(negative)
-            });
-        }
+        let negative = match self.negative_ttl {
+            Some(ttl) => {
+                let mut negative = LocalCache::<String, ()>::builder()
+                    .max_entries(self.max_entries)
+                    .ttl(ttl);
+                if let Some(clock) = &self.clock {
+                    negative = negative.clock(clock.clone());
+                }
+                Some(negative.build()?)
+            }
+            None => None,
+        };
         if let Some(clock) = self.clock {
             local = local.clock(clock);
         }
@@ -186,6 +193,7 @@ where
         let invalidations = self.store.invalidations();
         let shared = Arc::new(Shared {
             local,
+            negative,
             coherence: Coherence::new(invalidations.is_none()),
         });
         let background = Background::new("pulse-cache-near");

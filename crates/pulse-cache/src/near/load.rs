@@ -36,11 +36,8 @@ where
         Fut: Future<Output = pulse_core::Result<Option<V>>> + Send,
     {
         self.check(key)?;
-        if let Some(slot) = self.inner.shared.local.get(key) {
-            return Ok(match slot {
-                Slot::Present(value) => Some(value),
-                Slot::Absent => None,
-            });
+        if let Some(answer) = self.inner.shared.read(key, true) {
+            return Ok(answer);
         }
 
         let this = self.clone();
@@ -59,11 +56,8 @@ where
         Fut: Future<Output = pulse_core::Result<Option<V>>> + Send,
     {
         // The caller this one took over from may have filled the key.
-        if let Some(slot) = self.inner.shared.local.lookup(key) {
-            return Ok(match slot {
-                Slot::Present(value) => Some(value),
-                Slot::Absent => None,
-            });
+        if let Some(answer) = self.inner.shared.read(key, false) {
+            return Ok(answer);
         }
         let mark = self.inner.shared.coherence.mark(key);
         if let Some(value) = self.fetch(key, mark).await? {

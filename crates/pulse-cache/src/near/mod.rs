@@ -7,8 +7,11 @@ mod load;
 
 pub use builder::NearCacheBuilder;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::future::{self, Either};
 
 use bytes::Bytes;
 use pulse_core::cache::{CacheStore, Invalidation, Invalidations};
@@ -25,7 +28,7 @@ use crate::flight::Flight;
 use crate::local::LocalCache;
 use crate::stats::CacheStats;
 
-/// What the local tier holds for a key.
+/// What a fetch or a load found for a key.
 #[derive(Clone, Debug)]
 pub(crate) enum Slot<V> {
     Present(V),
@@ -90,9 +93,44 @@ impl<V, S: std::fmt::Debug, C> std::fmt::Debug for NearCache<V, S, C> {
 }
 
 /// The part the listener task shares.
+///
+/// Values and "known missing" marks live in two tiers, so that a hit reads
+/// the value tier exactly as a plain local cache would.
 pub(crate) struct Shared<V> {
-    local: LocalCache<String, Slot<V>>,
+    local: LocalCache<String, V>,
+    negative: Option<LocalCache<String, ()>>,
     coherence: Coherence,
+}
+
+impl<V: Clone + Send + Sync + 'static> Shared<V> {
+    /// Returns `Some(answer)` when the local tiers know the answer.
+    #[inline]
+    fn read(&self, key: &str, counted: bool) -> Option<Option<V>> {
+        let value = if counted {
+            self.local.get(key)
+        } else {
+            self.local.lookup(key)
+        };
+        if value.is_some() {
+            return Some(value);
+        }
+        let negative = self.negative.as_ref()?;
+        negative.lookup(key).map(|()| None)
+    }
+
+    fn remove(&self, key: &str) {
+        self.local.remove(key);
+        if let Some(negative) = &self.negative {
+            negative.remove(key);
+        }
+    }
+
+    fn flush(&self) {
+        self.local.invalidate_all();
+        if let Some(negative) = &self.negative {
+            negative.invalidate_all();
+        }
+    }
 }
 
 struct NearInner<V, S, C> {
@@ -127,23 +165,23 @@ pub(crate) async fn listen<V: Clone + Send + Sync + 'static>(
         match next {
             Some(Invalidation::Key(key)) => {
                 shared.coherence.invalidate_key(&key);
-                shared.local.remove(key.as_str());
+                shared.remove(&key);
             }
             Some(Invalidation::All) => {
                 shared.coherence.invalidate_all();
-                shared.local.invalidate_all();
+                shared.flush();
                 shared.coherence.set_live(true);
             }
             Some(Invalidation::Interrupted) => {
                 shared.coherence.set_live(false);
                 shared.coherence.invalidate_all();
-                shared.local.invalidate_all();
+                shared.flush();
                 tracing::warn!(target: "pulse_cache", "invalidation stream interrupted; local tier flushed until it is back");
             }
             None => {
                 shared.coherence.set_live(false);
                 shared.coherence.invalidate_all();
-                shared.local.invalidate_all();
+                shared.flush();
                 tracing::warn!(target: "pulse_cache", "invalidation stream closed; the near cache now reads through to the store");
                 return;
             }
@@ -177,10 +215,7 @@ where
     /// that no local copy exists.
     #[inline]
     pub fn get_local(&self, key: &str) -> Option<V> {
-        match self.inner.shared.local.get(key)? {
-            Slot::Present(value) => Some(value),
-            Slot::Absent => None,
-        }
+        self.inner.shared.local.get(key)
     }
 
     /// Reads `key`: from the local tier, else from the store (one round
@@ -189,16 +224,23 @@ where
     /// A stored value that does not decode is deleted from the store and
     /// reported as an error of kind [`Codec`](pulse_core::ErrorKind::Codec)
     /// naming the key; the next read finds nothing.
-    pub async fn get(&self, key: &str) -> pulse_core::Result<Option<V>> {
-        self.check(key)?;
-        if let Some(slot) = self.inner.shared.local.get(key) {
-            return Ok(match slot {
-                Slot::Present(value) => Some(value),
-                Slot::Absent => None,
-            });
+    pub fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Future<Output = pulse_core::Result<Option<V>>> + Send + 'a {
+        // The hit is answered before any future is built, so it costs what
+        // a local-tier hit costs; only a miss boxes the remote read.
+        let answer = match self.check(key) {
+            Err(err) => Some(Err(err.into())),
+            Ok(()) => self.inner.shared.read(key, true).map(Ok),
+        };
+        match answer {
+            Some(answer) => Either::Left(future::ready(answer)),
+            None => Either::Right(Box::pin(async move {
+                let mark = self.inner.shared.coherence.mark(key);
+                self.fetch(key, mark).await
+            })),
         }
-        let mark = self.inner.shared.coherence.mark(key);
-        self.fetch(key, mark).await
     }
 
     /// Reads the store and keeps a local copy if `mark` still holds.
@@ -243,12 +285,15 @@ where
             (Some(remote), Some(local)) => Some(remote.min(local)),
             (remote, local) => remote.or(local),
         };
-        let inserted = match local_ttl {
-            // A negative entry lives for the negative TTL, set by the tier.
-            _ if matches!(slot, Slot::Absent) => shared.local.insert(key.to_owned(), slot),
-            Some(ttl) if ttl.is_zero() => return,
-            Some(ttl) => shared.local.insert_with_ttl(key.to_owned(), slot, ttl),
-            None => shared.local.insert(key.to_owned(), slot),
+        let inserted = match (slot, &shared.negative) {
+            // A negative entry lives for the negative TTL of its tier.
+            (Slot::Absent, Some(negative)) => negative.insert(key.to_owned(), ()),
+            (Slot::Absent, None) => return,
+            (Slot::Present(_), _) if local_ttl.is_some_and(|ttl| ttl.is_zero()) => return,
+            (Slot::Present(value), _) => match local_ttl {
+                Some(ttl) => shared.local.insert_with_ttl(key.to_owned(), value, ttl),
+                None => shared.local.insert(key.to_owned(), value),
+            },
         };
         if inserted.is_err() {
             return;
@@ -256,7 +301,7 @@ where
         // An invalidation processed between the check and the insert must
         // still win: look again and undo.
         if !shared.coherence.still_valid(mark) {
-            shared.local.remove(key);
+            shared.remove(key);
         }
     }
 
@@ -305,7 +350,7 @@ where
     pub fn invalidate_local(&self, key: &str) {
         let shared = &*self.inner.shared;
         shared.coherence.invalidate_key(key);
-        shared.local.remove(key);
+        shared.remove(key);
     }
 
     /// Returns whether the invalidation stream is live, so that local
@@ -349,7 +394,7 @@ where
         let shared = &*self.inner.shared;
         shared.coherence.set_live(false);
         shared.coherence.invalidate_all();
-        shared.local.invalidate_all();
+        shared.flush();
     }
 }
 
