@@ -206,16 +206,18 @@ const NACKED: u8 = 2;
 /// and returned.
 pub struct Delivery {
     message: Message,
-    topic: String,
+    topic: Arc<str>,
     attempt: u32,
     acker: Arc<dyn Acknowledge>,
     state: AtomicU8,
 }
 
 impl Delivery {
-    /// Creates a delivery; `attempt` counts from 1.
+    /// Creates a delivery; `attempt` counts from 1. Passing the topic as an
+    /// `Arc<str>` shared by a subscription's deliveries avoids one
+    /// allocation per delivery.
     pub fn new(
-        topic: impl Into<String>,
+        topic: impl Into<Arc<str>>,
         message: Message,
         attempt: u32,
         acker: Arc<dyn Acknowledge>,

@@ -1,7 +1,7 @@
 //! One consumer group of one topic: the ready queue, the in-flight table and
 //! the per-key ordering rule.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use pulse_core::clock::MonoTime;
@@ -41,8 +41,11 @@ struct State {
     /// Ready messages that must not be delivered before a time, by that time.
     delayed: BTreeSet<(MonoTime, u64)>,
     in_flight: HashMap<u64, InFlight>,
-    /// In-flight messages by visibility deadline.
-    deadlines: BTreeSet<(MonoTime, u64)>,
+    /// Visibility deadlines in the order they were set, which is also their
+    /// time order because the timeout is the same for every delivery. An
+    /// entry whose message was settled or extended since is stale and
+    /// skipped, which saves a removal on every ack.
+    deadlines: VecDeque<(MonoTime, u64)>,
     /// Keys with a message in flight: no other message of the key is
     /// delivered until it is settled.
     busy_keys: HashSet<String>,
@@ -114,7 +117,7 @@ impl Group {
         let deliveries = ready.deliveries + 1;
         let deadline = now.saturating_add(visibility);
         let message = ready.message.clone();
-        state.deadlines.insert((deadline, seq));
+        state.deadlines.push_back((deadline, seq));
         state.in_flight.insert(
             seq,
             InFlight {
@@ -143,7 +146,6 @@ impl Group {
     pub(crate) fn ack(&self, seq: u64) {
         let mut state = self.lock();
         if let Some(flight) = state.in_flight.remove(&seq) {
-            state.deadlines.remove(&(flight.deadline, seq));
             if let Some(key) = &flight.message.key {
                 state.busy_keys.remove(key);
                 drop(state);
@@ -169,15 +171,11 @@ impl Group {
     /// Restarts the visibility timeout of an in-flight message.
     pub(crate) fn extend(&self, seq: u64, deadline: MonoTime) {
         let mut state = self.lock();
-        let Some(old) = state.in_flight.get_mut(&seq).map(|flight| {
-            let old = flight.deadline;
-            flight.deadline = deadline;
-            old
-        }) else {
+        let Some(flight) = state.in_flight.get_mut(&seq) else {
             return;
         };
-        state.deadlines.remove(&(old, seq));
-        state.deadlines.insert((deadline, seq));
+        flight.deadline = deadline;
+        state.deadlines.push_back((deadline, seq));
     }
 
     /// Returns every message in flight to `consumer` to the queue, as a
@@ -212,7 +210,6 @@ impl State {
         let Some(flight) = self.in_flight.remove(&seq) else {
             return false;
         };
-        self.deadlines.remove(&(flight.deadline, seq));
         if let Some(key) = &flight.message.key {
             self.busy_keys.remove(key);
         }
@@ -230,14 +227,32 @@ impl State {
         true
     }
 
+    fn is_current(&self, deadline: MonoTime, seq: u64) -> bool {
+        self.in_flight.get(&seq).is_some_and(|flight| flight.deadline == deadline)
+    }
+
+    /// Returns expired in-flight messages to the queue and drops stale
+    /// deadline entries from the front, so that the front is the earliest
+    /// live deadline.
     fn expire(&mut self, now: MonoTime) -> usize {
         let mut expired = 0;
-        while let Some(&(deadline, seq)) = self.deadlines.first() {
-            if deadline > now {
+        while let Some(&(deadline, seq)) = self.deadlines.front() {
+            let current = self.is_current(deadline, seq);
+            if current && deadline > now {
                 break;
             }
-            self.requeue(seq, None);
-            expired += 1;
+            self.deadlines.pop_front();
+            if current {
+                self.requeue(seq, None);
+                expired += 1;
+            }
+        }
+        // Stale entries behind a long-lived delivery would pile up; drop them
+        // once they outnumber the live ones.
+        if self.deadlines.len() > 2 * self.in_flight.len() + 1024 {
+            let in_flight = &self.in_flight;
+            self.deadlines
+                .retain(|(deadline, seq)| in_flight.get(seq).is_some_and(|f| f.deadline == *deadline));
         }
         expired
     }
@@ -267,7 +282,7 @@ impl State {
     }
 
     fn next_wake(&self) -> Option<MonoTime> {
-        let deadline = self.deadlines.first().map(|(at, _)| *at);
+        let deadline = self.deadlines.front().map(|(at, _)| *at);
         let delayed = self.delayed.first().map(|(at, _)| *at);
         match (deadline, delayed) {
             (Some(a), Some(b)) => Some(a.min(b)),

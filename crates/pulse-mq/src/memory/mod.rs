@@ -29,7 +29,7 @@ use crate::error::MqError;
 use crate::message::Limits;
 use group::Group;
 
-/// What the in-memory broker promises.
+/// The capabilities of the in-memory broker.
 pub const MEMORY_CAPABILITIES: Capabilities = Capabilities::none()
     .ordered_per_key(true)
     .waits_for_ack_per_key(true)
@@ -405,7 +405,7 @@ impl MemorySubscription {
             tracker: self.tracker.clone(),
             open: AtomicBool::new(true),
         };
-        Delivery::new(&*self.topic, taken.message, taken.attempt, Arc::new(acker))
+        Delivery::new(self.topic.clone(), taken.message, taken.attempt, Arc::new(acker))
     }
 }
 

@@ -11,8 +11,8 @@
 //! | subscription | consumer `<G>-<uuid>`, new per subscription |
 //! | deduplication | string `<prefix>:dedup:<handler>:<message id>` with a TTL |
 //!
-//! The `v1` in the prefix is the layout version; a later layout gets a new
-//! prefix so that old and new versions never read each other's entries.
+//! The `v1` in the prefix is the layout version. A later layout gets a new
+//! prefix, so old and new versions never read each other's entries.
 //!
 //! # Delivery
 //!
@@ -38,6 +38,7 @@ pub use subscriber::{StreamsSubscriber, StreamsSubscription};
 use std::sync::Arc;
 use std::time::Duration;
 
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::{Pool, Runtime};
 use pulse_core::clock::{Clock, SystemClock};
 use pulse_core::error::{ConfigError, Error, redact_url};
@@ -46,7 +47,7 @@ use pulse_core::mq::Capabilities;
 use crate::error::MqError;
 use crate::message::Limits;
 
-/// What the Redis Streams backend promises with the default settings.
+/// The capabilities of the Redis Streams backend with the default settings.
 ///
 /// It is persistent as far as the Redis server persists (AOF or RDB); with
 /// [`GroupStart::Latest`] it does not replay old messages.
@@ -71,7 +72,7 @@ pub enum Trim {
     MaxAge(Duration),
 }
 
-/// Where a new consumer group starts reading.
+/// The position where a new consumer group starts reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupStart {
     /// From the oldest entry still in the stream (the default), so a group
@@ -108,6 +109,9 @@ pub struct RedisStreams {
 
 pub(crate) struct Settings {
     pub(crate) pool: Pool,
+    /// The connection for commands that never block (`XADD`, `XACK`,
+    /// `XCLAIM`), shared by every publisher and ack of these settings.
+    pub(crate) conn: Arc<ConnSlot>,
     pub(crate) prefix: String,
     pub(crate) trim: Trim,
     pub(crate) group_start: GroupStart,
@@ -125,6 +129,7 @@ impl Clone for Settings {
     fn clone(&self) -> Self {
         Settings {
             pool: self.pool.clone(),
+            conn: self.conn.clone(),
             prefix: self.prefix.clone(),
             trim: self.trim,
             group_start: self.group_start,
@@ -154,11 +159,9 @@ impl std::fmt::Debug for RedisStreams {
 }
 
 impl RedisStreams {
-    /// Connects to the Redis server at `url` with a pool of its own (16
-    /// connections).
+    /// Connects to the Redis server at `url` with a pool of its own.
     pub fn from_url(url: &str) -> Result<Self, Error> {
-        let mut config = deadpool_redis::Config::from_url(url);
-        config.pool = Some(deadpool_redis::PoolConfig::new(16));
+        let config = deadpool_redis::Config::from_url(url);
         let pool = config.create_pool(Some(Runtime::Tokio1)).map_err(|err| {
             Error::from(ConfigError::new(
                 "url",
@@ -169,12 +172,14 @@ impl RedisStreams {
         Ok(RedisStreams::from_pool(pool))
     }
 
-    /// Uses the caller's pool. Each subscription holds one connection while
-    /// a read blocks (at most [`block`](RedisStreams::block)), so a pool
-    /// smaller than the number of subscriptions delays reads.
+    /// Uses the caller's pool. Publishers, acks and nacks share one
+    /// connection taken from it; each subscription takes one more for its
+    /// blocking reads and closes it when dropped. Taken connections leave the
+    /// pool's accounting, so its `max_size` does not bound them.
     pub fn from_pool(pool: Pool) -> Self {
         RedisStreams {
             shared: Arc::new(Settings {
+                conn: Arc::new(ConnSlot::new(pool.clone())),
                 pool,
                 prefix: "pulse:mq:v1".to_owned(),
                 trim: Trim::None,
@@ -294,6 +299,51 @@ impl Settings {
 
     pub(crate) fn capabilities(&self) -> Capabilities {
         STREAMS_CAPABILITIES.replays_old_messages(self.group_start == GroupStart::Oldest)
+    }
+}
+
+/// One multiplexed connection taken out of the pool and reused.
+///
+/// Taking a connection from a deadpool-redis pool costs a `PING` round trip
+/// (its recycle check), which would double the round trips of a batch. A
+/// slot takes one connection once, hands out clones of it (a multiplexed
+/// connection pipelines concurrent requests), and drops it after a
+/// connection error so that the next call takes a fresh one.
+pub(crate) struct ConnSlot {
+    pool: Pool,
+    conn: std::sync::Mutex<Option<MultiplexedConnection>>,
+}
+
+impl ConnSlot {
+    pub(crate) fn new(pool: Pool) -> Self {
+        ConnSlot {
+            pool,
+            conn: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns the slot's connection, taking one from the pool if it has
+    /// none.
+    pub(crate) async fn get(&self) -> Result<MultiplexedConnection, Error> {
+        if let Some(conn) = self.lock().clone() {
+            return Ok(conn);
+        }
+        let object = self.pool.get().await.map_err(pool_error)?;
+        let conn = deadpool_redis::Connection::take(object);
+        *self.lock() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Drops the connection after an error that is not a server reply (a
+    /// reset, a timeout), so that the next call reconnects.
+    pub(crate) fn check(&self, err: &deadpool_redis::redis::RedisError) {
+        if err.code().is_none() {
+            *self.lock() = None;
+        }
     }
 }
 

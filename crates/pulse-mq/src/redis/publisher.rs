@@ -7,7 +7,7 @@ use deadpool_redis::redis::{self, Cmd};
 use pulse_core::error::Result;
 use pulse_core::mq::{Message, Publisher};
 
-use super::{Settings, Trim, backend_error, pool_error, wire};
+use super::{Settings, Trim, backend_error, wire};
 use crate::error::MqError;
 
 /// Publishes to Redis Streams: one `XADD` per message, pipelined for a
@@ -69,12 +69,11 @@ impl Publisher for StreamsPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
         self.check(topic, std::slice::from_ref(&message))?;
         let key = self.settings.stream_key(topic);
-        let mut conn = self.settings.pool.get().await.map_err(pool_error)?;
-        let _: redis::Value = self
-            .xadd(&key, &message)
-            .query_async(&mut conn)
-            .await
-            .map_err(|err| backend_error(format!("XADD to `{key}`"), err))?;
+        let mut conn = self.settings.conn.get().await?;
+        let _: redis::Value = self.xadd(&key, &message).query_async(&mut conn).await.map_err(|err| {
+            self.settings.conn.check(&err);
+            backend_error(format!("XADD to `{key}`"), err)
+        })?;
         Ok(())
     }
 
@@ -89,11 +88,11 @@ impl Publisher for StreamsPublisher {
         for message in &messages {
             pipe.add_command(self.xadd(&key, message)).ignore();
         }
-        let mut conn = self.settings.pool.get().await.map_err(pool_error)?;
-        let _: () = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|err| backend_error(format!("XADD of {} messages to `{key}`", messages.len()), err))?;
+        let mut conn = self.settings.conn.get().await?;
+        let _: () = pipe.query_async(&mut conn).await.map_err(|err| {
+            self.settings.conn.check(&err);
+            backend_error(format!("XADD of {} messages to `{key}`", messages.len()), err)
+        })?;
         Ok(())
     }
 

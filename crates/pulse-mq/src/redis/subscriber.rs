@@ -14,7 +14,7 @@ use pulse_core::mq::{Acknowledge, Capabilities, Delivery, Subscriber, Subscripti
 use pulse_core::signal::Signal;
 use pulse_core::task::Background;
 
-use super::{GroupStart, Settings, backend_error, pool_error, wire};
+use super::{ConnSlot, GroupStart, Settings, backend_error, wire};
 use crate::drain::Tracker;
 use crate::error::MqError;
 use crate::router::Backoff;
@@ -85,12 +85,11 @@ impl AckQueue {
             return Ok(());
         }
         let sent = async {
-            let mut conn = settings.pool.get().await.map_err(pool_error)?;
-            let _: i64 = self
-                .xack(&ids)
-                .query_async(&mut conn)
-                .await
-                .map_err(|err| backend_error(format!("XACK on `{}`", self.key), err))?;
+            let mut conn = settings.conn.get().await?;
+            let _: i64 = self.xack(&ids).query_async(&mut conn).await.map_err(|err| {
+                settings.conn.check(&err);
+                backend_error(format!("XACK on `{}`", self.key), err)
+            })?;
             Ok::<(), Error>(())
         };
         if let Err(err) = sent.await {
@@ -125,7 +124,7 @@ impl StreamsSubscriber {
             GroupStart::Oldest => "0",
             GroupStart::Latest => "$",
         };
-        let mut conn = self.settings.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.settings.conn.get().await?;
         let created: redis::RedisResult<Value> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(key)
@@ -137,7 +136,10 @@ impl StreamsSubscriber {
         match created {
             Ok(_) => Ok(()),
             Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
-            Err(err) => Err(backend_error(format!("XGROUP CREATE `{group}` on `{key}`"), err)),
+            Err(err) => {
+                self.settings.conn.check(&err);
+                Err(backend_error(format!("XGROUP CREATE `{group}` on `{key}`"), err))
+            }
         }
     }
 
@@ -213,6 +215,7 @@ impl Subscriber for StreamsSubscriber {
             group: group.to_owned(),
             consumer: Arc::from(consumer.as_str()),
             queue,
+            reader: ConnSlot::new(self.settings.pool.clone()),
             buffer: VecDeque::new(),
             next_claim: MonoTime::ZERO,
             claim_cursor: "0-0".to_owned(),
@@ -256,6 +259,9 @@ pub struct StreamsSubscription {
     group: String,
     consumer: Arc<str>,
     queue: Arc<AckQueue>,
+    /// The subscription's own connection, because a blocking read holds
+    /// its connection until it returns.
+    reader: ConnSlot,
     buffer: VecDeque<Delivery>,
     next_claim: MonoTime,
     claim_cursor: String,
@@ -316,10 +322,13 @@ impl StreamsSubscription {
 
     /// Reads new entries, sending queued acks in the same round trip.
     async fn read(&mut self) -> Result<()> {
-        let acks = self.queue.take();
+        let acks = TakenAcks {
+            ids: self.queue.take(),
+            queue: self.queue.clone(),
+        };
         let mut pipe = redis::pipe();
-        if !acks.is_empty() {
-            pipe.add_command(self.queue.xack(&acks)).ignore();
+        if !acks.ids.is_empty() {
+            pipe.add_command(self.queue.xack(&acks.ids)).ignore();
         }
         pipe.cmd("XREADGROUP")
             .arg("GROUP")
@@ -333,17 +342,16 @@ impl StreamsSubscription {
             .arg(&self.key)
             .arg(">");
 
-        let reply: redis::RedisResult<(Value,)> = async {
-            let mut conn = self.settings.pool.get().await.map_err(|err| {
-                redis::RedisError::from((redis::ErrorKind::Io, "pool", err.to_string()))
-            })?;
-            pipe.query_async(&mut conn).await
-        }
-        .await;
+        let mut conn = self.reader.get().await?;
+        let reply: redis::RedisResult<(Value,)> = pipe.query_async(&mut conn).await;
         let (value,) = match reply {
-            Ok(value) => value,
+            Ok(value) => {
+                acks.sent();
+                value
+            }
             Err(err) => {
-                self.queue.put_back(acks);
+                drop(acks);
+                self.reader.check(&err);
                 if err.code() == Some("NOGROUP") {
                     // The stream or group was deleted: create it again and read on.
                     tracing::warn!(target: "pulse_mq", stream = %self.key, group = %self.group, "consumer group missing; creating it again");
@@ -363,7 +371,7 @@ impl StreamsSubscription {
     /// Takes over entries idle for longer than the visibility timeout.
     async fn claim(&mut self, now: MonoTime) -> Result<()> {
         let settings = self.settings.clone();
-        let mut conn = settings.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.reader.get().await?;
         let min_idle = settings.visibility_timeout.as_millis() as u64;
         let value: Value = redis::cmd("XAUTOCLAIM")
             .arg(&self.key)
@@ -375,7 +383,10 @@ impl StreamsSubscription {
             .arg(settings.batch)
             .query_async(&mut conn)
             .await
-            .map_err(|err| backend_error(format!("XAUTOCLAIM on `{}`", self.key), err))?;
+            .map_err(|err| {
+                self.reader.check(&err);
+                backend_error(format!("XAUTOCLAIM on `{}`", self.key), err)
+            })?;
         let (cursor, claimed, deleted) = wire::autoclaim_reply(value);
         if cursor == "0-0" {
             self.next_claim = now.saturating_add(settings.claim_interval);
@@ -401,7 +412,10 @@ impl StreamsSubscription {
             .arg(&*self.consumer)
             .query_async(&mut conn)
             .await
-            .map_err(|err| backend_error(format!("XPENDING on `{}`", self.key), err))?;
+            .map_err(|err| {
+                self.reader.check(&err);
+                backend_error(format!("XPENDING on `{}`", self.key), err)
+            })?;
         let counts: HashMap<String, u64> = wire::pending_counts(value).into_iter().collect();
         tracing::warn!(target: "pulse_mq", stream = %self.key, group = %self.group, consumer = %self.consumer, claimed = claimed.len(), "took over messages idle past the visibility timeout");
         for entry in claimed {
@@ -426,7 +440,28 @@ impl StreamsSubscription {
             entry_id: entry.entry_id,
             open: AtomicBool::new(true),
         };
-        self.buffer.push_back(Delivery::new(&*self.topic, message, attempt, Arc::new(acker)));
+        self.buffer.push_back(Delivery::new(self.topic.clone(), message, attempt, Arc::new(acker)));
+    }
+}
+
+/// Acks taken from the queue for one round trip. They go back to the queue
+/// unless the round trip succeeded, also when the read is cancelled.
+struct TakenAcks {
+    ids: Vec<String>,
+    queue: Arc<AckQueue>,
+}
+
+impl TakenAcks {
+    fn sent(mut self) {
+        self.ids.clear();
+    }
+}
+
+impl Drop for TakenAcks {
+    fn drop(&mut self) {
+        if !self.ids.is_empty() {
+            self.queue.put_back(std::mem::take(&mut self.ids));
+        }
     }
 }
 
@@ -456,7 +491,7 @@ impl StreamsAck {
     }
 
     async fn xclaim_idle(&self, idle: Duration) -> Result<()> {
-        let mut conn = self.settings.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.settings.conn.get().await?;
         let _: Value = redis::cmd("XCLAIM")
             .arg(&self.queue.key)
             .arg(&self.queue.group)
@@ -468,7 +503,10 @@ impl StreamsAck {
             .arg("JUSTID")
             .query_async(&mut conn)
             .await
-            .map_err(|err| backend_error(format!("XCLAIM on `{}`", self.queue.key), err))?;
+            .map_err(|err| {
+                self.settings.conn.check(&err);
+                backend_error(format!("XCLAIM on `{}`", self.queue.key), err)
+            })?;
         Ok(())
     }
 }
@@ -478,7 +516,9 @@ impl Acknowledge for StreamsAck {
         Box::pin(async move {
             let queued = self.queue.push(self.entry_id.clone());
             self.finish();
-            if queued >= self.settings.batch {
+            // Acks normally ride on the next read; this bounds the queue of a
+            // consumer that stops reading.
+            if queued >= self.settings.batch * 4 {
                 self.queue.flush(&self.settings).await?;
             }
             Ok(())

@@ -82,7 +82,7 @@ impl MemoryDedupStore {
         self.lock().expiry.len()
     }
 
-    /// Returns whether the store holds no id.
+    /// Returns whether the store contains no id.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -10,7 +10,7 @@ use pulse_core::clock::Clock;
 use pulse_core::mq::Message;
 use pulse_core::signal::Signal;
 
-/// What a handler returns: the messages to publish on the route's output
+/// The result of a handler: the messages to publish on the route's output
 /// topic (often none), or why it failed.
 pub type HandlerResult = Result<Vec<Message>, HandlerError>;
 
@@ -40,7 +40,7 @@ where
     Arc::new(move |message, context| Box::pin(function(message, context)))
 }
 
-/// What a handler knows about the delivery it is handling.
+/// The details of the delivery a handler is handling.
 #[derive(Clone, Debug)]
 pub struct Context {
     pub(crate) handler: Arc<str>,

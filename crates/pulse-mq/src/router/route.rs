@@ -68,8 +68,8 @@ impl std::fmt::Debug for Route {
 
 impl Route {
     /// Creates a route named `name` that consumes `topic` from `subscriber`,
-    /// as the consumer group `name` unless [`group`](Route::group) says
-    /// otherwise.
+    /// as the consumer group `name` unless [`group`](Route::group) sets
+    /// another.
     pub fn new(name: impl Into<String>, topic: impl Into<String>, subscriber: Arc<dyn DynSubscriber>) -> Self {
         Route {
             name: name.into(),

@@ -42,15 +42,15 @@ use crate::proxy::Proxy;
 /// A broker under test: it creates publishers and subscribers that share
 /// one broker.
 pub trait MqBackend: Send + Sync {
-    /// A short name for failure messages ("memory", "redis").
+    /// Returns a short name for failure messages ("memory", "redis").
     fn name(&self) -> &str;
 
-    /// What the backend promises.
+    /// Returns the capabilities the backend claims.
     fn capabilities(&self) -> Capabilities;
 
-    /// The longest time a message neither acked nor nacked may take to come
-    /// back after its consumer was dropped or closed: the visibility timeout
-    /// plus the reclaim interval. Configure a short one for tests.
+    /// Returns the maximum time a message neither acked nor nacked takes to
+    /// come back after its consumer was dropped or closed: the visibility
+    /// timeout plus the reclaim interval. Configure a short one for tests.
     fn redelivery_bound(&self) -> Duration;
 
     /// Creates a publisher. With `via`, it connects to that address (the
@@ -60,8 +60,8 @@ pub trait MqBackend: Send + Sync {
     /// Creates a subscriber. With `via`, it connects to that address.
     fn subscriber(&self, via: Option<SocketAddr>) -> BoxFuture<'_, Result<Arc<dyn DynSubscriber>>>;
 
-    /// The server's loopback address, for [`connection_cut`]; `None` for an
-    /// in-process backend, which skips that check.
+    /// Returns the server's loopback address, for [`connection_cut`]. An
+    /// in-process backend returns `None` and skips that check.
     fn server_addr(&self) -> Option<SocketAddr> {
         None
     }
@@ -209,7 +209,8 @@ async fn drain_ids(
     seen
 }
 
-/// A message comes back with its id, key, headers and payload intact.
+/// Checks that a message arrives with its id, key, headers and payload
+/// intact.
 pub async fn round_trip(backend: &dyn MqBackend) {
     let topic = topic("round-trip");
     let subscriber = subscriber(backend).await;
@@ -251,7 +252,8 @@ pub async fn round_trip(backend: &dyn MqBackend) {
     delivery.ack().await.expect("ack failed");
 }
 
-/// An empty topic or group is rejected with `InvalidInput`, not a panic.
+/// Checks that an empty topic or group is rejected with `InvalidInput`, not
+/// a panic.
 pub async fn rejects_bad_topic(backend: &dyn MqBackend) {
     let publisher = publisher(backend).await;
     let err = publisher
@@ -290,7 +292,8 @@ pub async fn rejects_bad_topic(backend: &dyn MqBackend) {
     );
 }
 
-/// Ack and nack are each idempotent, and the second of the two is rejected.
+/// Checks that ack and nack are each idempotent, and that the second of the
+/// two is rejected.
 pub async fn settlement_rules(backend: &dyn MqBackend) {
     let topic = topic("settle");
     let subscriber = subscriber(backend).await;
@@ -327,7 +330,8 @@ pub async fn settlement_rules(backend: &dyn MqBackend) {
     again.ack().await.expect("ack");
 }
 
-/// 50 subscriptions of one group share 5,000 messages; none is lost.
+/// Checks that 50 subscriptions of one group share 5,000 messages and lose
+/// none.
 pub async fn many_subscribers(backend: &dyn MqBackend) {
     const SUBSCRIPTIONS: usize = 50;
     const MESSAGES: usize = 5_000;
@@ -381,8 +385,8 @@ pub async fn many_subscribers(backend: &dyn MqBackend) {
     );
 }
 
-/// Messages with the same key arrive in publish order, across several
-/// consumers of one group.
+/// Checks that messages with the same key arrive in publish order, across
+/// several consumers of one group.
 pub async fn order_per_key(backend: &dyn MqBackend) {
     const KEYS: usize = 4;
     const PER_KEY: usize = 100;
@@ -462,8 +466,8 @@ pub async fn order_per_key(backend: &dyn MqBackend) {
     }
 }
 
-/// A nacked message is delivered again with a higher attempt; a nack with a
-/// delay is not redelivered before the delay.
+/// Checks that a nacked message is delivered again with a higher attempt,
+/// and that a nack with a delay is not redelivered before the delay.
 pub async fn nack_redelivers(backend: &dyn MqBackend) {
     let topic = topic("nack");
     let subscriber = subscriber(backend).await;
@@ -513,7 +517,7 @@ pub async fn nack_redelivers(backend: &dyn MqBackend) {
     third.ack().await.expect("ack");
 }
 
-/// Closing a subscriber with messages unacked, then subscribing again as
+/// Checks that closing a subscriber with messages unacked, then subscribing again as
 /// the same group, loses nothing: the unacked ones and those published
 /// meanwhile all arrive.
 pub async fn close_and_reopen(backend: &dyn MqBackend) {
@@ -563,8 +567,8 @@ pub async fn close_and_reopen(backend: &dyn MqBackend) {
     second.close_boxed().await.expect("close failed");
 }
 
-/// Everything published before a publisher's close arrives; publishing
-/// after it fails with `Closed`.
+/// Checks that everything published before a publisher's close arrives,
+/// and that publishing after it fails with `Closed`.
 pub async fn publisher_close_flushes(backend: &dyn MqBackend) {
     let topic = topic("flush");
     let subscriber = subscriber(backend).await;
@@ -593,7 +597,8 @@ pub async fn publisher_close_flushes(backend: &dyn MqBackend) {
     );
 }
 
-/// A subscriber of one topic never sees another topic's messages.
+/// Checks that a subscriber of one topic never receives another topic's
+/// messages.
 pub async fn topic_isolation(backend: &dyn MqBackend) {
     let (a, b) = (topic("iso-a"), topic("iso-b"));
     let subscriber = subscriber(backend).await;
@@ -634,7 +639,7 @@ pub async fn topic_isolation(backend: &dyn MqBackend) {
     );
 }
 
-/// Two consumer groups each receive every message.
+/// Checks that two consumer groups each receive every message.
 pub async fn two_groups(backend: &dyn MqBackend) {
     let topic = topic("groups");
     let subscriber = subscriber(backend).await;
@@ -664,7 +669,7 @@ pub async fn two_groups(backend: &dyn MqBackend) {
     );
 }
 
-/// A group created after messages were published reads them.
+/// Checks that a group created after messages were published reads them.
 pub async fn replays_old_messages(backend: &dyn MqBackend) {
     let topic = topic("replay");
     let subscriber = subscriber(backend).await;
@@ -687,7 +692,7 @@ pub async fn replays_old_messages(backend: &dyn MqBackend) {
     );
 }
 
-/// Cutting every connection through the testkit proxy for a while loses no
+/// Checks that cutting every connection through the testkit proxy for a while loses no
 /// message: publishes that failed are retried by the caller, and the
 /// subscription resumes once the connection is back.
 pub async fn connection_cut(backend: &dyn MqBackend) {
@@ -757,10 +762,10 @@ pub async fn connection_cut(backend: &dyn MqBackend) {
     );
 }
 
-/// A consumer that nacks until the delivery attempt reaches 3 and then
-/// publishes the message on a dead-letter topic sees 3 deliveries, and the
-/// dead-letter topic gets exactly one message carrying the reason: the
-/// backend's attempt count is what drives dead-lettering.
+/// Checks the delivery count that drives dead-lettering. A consumer nacks
+/// until the attempt reaches 3 and then publishes the message on a
+/// dead-letter topic, so it receives 3 deliveries and the dead-letter topic
+/// exactly one message, which carries the reason.
 pub async fn dead_letter_after_nacks(backend: &dyn MqBackend) {
     const MAX_DELIVERIES: u32 = 3;
     let topic = topic("dlq-source");
