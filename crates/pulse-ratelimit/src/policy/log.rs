@@ -101,10 +101,11 @@ impl Policy for SlidingLogPolicy {
             }
             return Decision::rejected(limit, ceil_ms(retry_at - now), ceil_ms(newest_end));
         }
-        if cost > 0 {
-            log.entries.push_back((now, cost));
-            log.total += u64::from(cost);
+        if cost == 0 {
+            return Decision::allowed(limit, limit - log.total, ceil_ms(newest_end));
         }
+        log.entries.push_back((now, cost));
+        log.total += u64::from(cost);
         Decision::allowed(limit, limit - log.total, ceil_ms(self.window))
     }
 
