@@ -1,7 +1,7 @@
 //! pulse-ratelimit against governor, in the same criterion run.
 //!
 //! Run with `cargo bench -p gopulse-benches --bench ratelimit -- --warm-up-time 1 --measurement-time 3`.
-//! The Redis case runs when a Redis server answers on 127.0.0.1:6379 (or
+//! The Redis case runs when a Redis server listens on 127.0.0.1:6379 (or
 //! `REDIS_URL`).
 
 use std::hint::black_box;

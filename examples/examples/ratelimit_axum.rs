@@ -1,5 +1,5 @@
 //! An axum service that limits each API key to 5 requests per second, with
-//! bursts of 2, and answers `429 Too Many Requests` with `Retry-After`.
+//! bursts of 2, and responds with `429 Too Many Requests` and a `Retry-After` header.
 //!
 //! `cargo run -p gopulse-examples --example ratelimit_axum` sends requests
 //! to the router in-process and prints the status of each.

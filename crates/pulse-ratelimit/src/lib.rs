@@ -15,7 +15,7 @@
 //! | HTTP 429 with `Retry-After` | `RateLimitLayer` (feature `tower`) | one check per request |
 //!
 //! Every limiter is built from a [`Quota`] (rate per period, burst) and
-//! answers with a [`Decision`]: allowed, remaining, and `retry_after` and
+//! returns a [`Decision`]: allowed, remaining, and `retry_after` and
 //! `reset_after` rounded up to the millisecond. A cost above the burst is
 //! rejected with `retry_after == Duration::MAX`; it is never admitted.
 //!

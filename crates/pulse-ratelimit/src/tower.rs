@@ -1,5 +1,5 @@
-//! A tower layer that rate-limits requests by key and answers
-//! `429 Too Many Requests` with `Retry-After`.
+//! A tower layer that rate-limits requests by key and responds with
+//! `429 Too Many Requests` and a `Retry-After` header.
 //!
 //! The layer works with any [`AsyncRateLimiter`]: an in-process
 //! [`KeyedLimiter`](crate::KeyedLimiter), a
@@ -147,7 +147,7 @@ where
                 Ok(decision) if decision.allowed => inner.call(request).await,
                 Ok(decision) => Ok(too_many_requests(&decision)),
                 Err(err) => {
-                    tracing::warn!(target: "pulse_ratelimit", error = %err, "rate limiter failed; answering 503");
+                    tracing::warn!(target: "pulse_ratelimit", error = %err, "rate limiter failed; responding with 503");
                     let mut response = Response::new(ResBody::default());
                     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
                     Ok(response)

@@ -2,9 +2,9 @@
 //! on threads.
 //!
 //! GCRA, the token bucket and both leaky buckets reserve: a waiter moves the
-//! limiter's instant forward by its cost at once, which puts it in line
-//! behind every earlier waiter (first come, first served) and makes later
-//! `check` calls see the capacity as taken. A waiter that is cancelled gives
+//! limiter's instant forward by its cost at once. That puts it in line
+//! behind every earlier waiter (first come, first served), and later `check`
+//! calls see the capacity as taken. A waiter that is cancelled gives
 //! back exactly the cost it reserved. The window algorithms cannot reserve
 //! ahead, so their async waiters take turns through a first-in-first-out
 //! queue and poll with the decision's `retry_after`; a cancelled one has
@@ -18,8 +18,8 @@ use crate::error::RateLimitError;
 use crate::limiter::Limiter;
 use crate::policy::Policy;
 
-/// The longest a blocking wait sleeps before it reads the clock again, so
-/// that it also follows a clock that a test moves.
+/// The maximum time a blocking wait sleeps before it reads the clock again,
+/// so that it also follows a clock that a test moves.
 const BLOCKING_POLL: Duration = Duration::from_millis(5);
 
 /// Gives back a reservation unless it was used.

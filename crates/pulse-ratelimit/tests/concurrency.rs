@@ -1,5 +1,5 @@
 //! Threads hammering one key never make a limiter admit more than its bound,
-//! and get exactly the bound when the clock stands still.
+//! and get exactly the bound when the clock is frozen.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -77,7 +77,7 @@ async fn token_bucket_keeps_partial_refill() {
 }
 
 /// Limit 5 per 60 s: after every call, admitted or not, the counter key has
-/// a TTL of at most the window; it is set in the same script as the count.
+/// a TTL of at most the window, because the script that counts also sets it.
 #[tokio::test]
 async fn fixed_window_key_always_has_ttl() {
     let Some(url) = pulse_testkit::services::redis_url() else {
@@ -105,7 +105,11 @@ async fn fixed_window_key_always_has_ttl() {
             let decision = window.check(key).await.unwrap();
             assert_eq!(decision.allowed, request < 5, "request {request}");
             let ttl: i64 = connection.pttl(window.redis_key(key)).await.unwrap();
-            assert!(ttl > 0 && ttl <= 60_000, "request {request}: TTL {ttl} ms");
+            assert!(ttl > 0, "request {request}: TTL {ttl} ms, expected one");
+            assert!(
+                ttl <= 60_000,
+                "request {request}: TTL {ttl} ms is longer than the window"
+            );
             if let Some(clock) = &clock {
                 clock.advance(Duration::from_secs(7));
             }
@@ -337,7 +341,7 @@ async fn cut_connection_applies_failure_mode() {
     let fallback = cut_limiter(proxy.addr(), FailureMode::Fallback(local.clone())).await;
     let error = cut_limiter(proxy.addr(), FailureMode::Error).await;
 
-    // While Redis answers, all four decide the same way.
+    // While Redis is reachable, all four decide the same way.
     for limiter in [&open, &closed, &fallback, &error] {
         let decision = limiter.check("k").await.unwrap();
         assert!(decision.allowed);

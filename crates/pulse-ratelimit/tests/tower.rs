@@ -1,4 +1,4 @@
-//! The tower layer answers 429 with Retry-After once a key is over its
+//! The tower layer responds with 429 with Retry-After once a key is over its
 //! limit, and keeps keys apart.
 #![cfg(feature = "tower")]
 

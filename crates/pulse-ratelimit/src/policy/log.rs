@@ -15,7 +15,7 @@ use crate::quota::Quota;
 ///
 /// Bound: at most `burst` permits within any span of one window
 /// (`burst × period ÷ rate`), so at most `burst + rate × elapsed ÷ period`
-/// over any span of `elapsed`; a caller that takes one permit per
+/// over any span of `elapsed`. A caller that takes one permit per
 /// `window ÷ burst` is never rejected. Memory grows with the admitted
 /// requests in a window: 16 bytes each, up to `burst` entries.
 #[derive(Clone, Copy, Debug)]

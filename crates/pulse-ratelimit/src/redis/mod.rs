@@ -197,7 +197,7 @@ impl RedisLimiter {
         }
     }
 
-    /// Returns the Redis key that holds the state of `key`.
+    /// Returns the Redis key that stores the state of `key`.
     pub fn redis_key(&self, key: &str) -> String {
         let mut full = String::with_capacity(self.key_prefix.len() + key.len() + 2);
         full.push_str(&self.key_prefix);

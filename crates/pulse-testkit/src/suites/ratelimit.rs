@@ -6,7 +6,7 @@
 //! one). Every limiter the factory returns must start empty: use a fresh key
 //! prefix for a remote backend.
 //!
-//! | check | what it holds the limiter to |
+//! | check | what the limiter must do |
 //! | --- | --- |
 //! | [`burst_then_reject`] | a fresh key admits its burst at once and rejects the next request |
 //! | [`retry_after_is_exact`] | a rejected request is still rejected 1 ms before `retry_after` and admitted at it |
@@ -273,7 +273,7 @@ impl Lcg {
     }
 }
 
-/// The algorithm's own bound holds over a pseudo-random schedule of
+/// Checks the algorithm's own bound over a pseudo-random schedule of
 /// requests of mixed cost.
 pub async fn bound_holds(backend: &dyn RateLimitBackend) {
     let name = backend.name();
