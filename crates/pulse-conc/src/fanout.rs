@@ -74,7 +74,12 @@ impl<S, F, T> fmt::Debug for FanOut<S, F, T> {
 /// # Errors
 ///
 /// [`Error::InvalidConfig`] when `limit` is zero.
-pub fn map<S, F, Fut>(input: S, limit: usize, order: Order, call: F) -> Result<FanOut<S, F, Fut::Output>, Error>
+pub fn map<S, F, Fut>(
+    input: S,
+    limit: usize,
+    order: Order,
+    call: F,
+) -> Result<FanOut<S, F, Fut::Output>, Error>
 where
     S: Stream,
     F: FnMut(S::Item) -> Fut,

@@ -23,7 +23,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Wraps a service in a [`CircuitBreaker`]: a request is rejected while the
 /// breaker is open, and each response or error is recorded. An `Ok`
 /// response counts as a success; an error is a failure unless the breaker's
-/// failure predicate says otherwise.
+/// failure predicate returns `false` for it.
 ///
 /// # Examples
 ///

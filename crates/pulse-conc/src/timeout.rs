@@ -42,11 +42,7 @@ impl TimeLimiter {
     /// [`Error::InvalidConfig`] when `limit` is zero.
     pub fn new(limit: Duration) -> Result<TimeLimiter, Error> {
         if limit.is_zero() {
-            return Err(Error::config(
-                "time limit",
-                "0ns",
-                "use a limit above zero",
-            ));
+            return Err(Error::config("time limit", "0ns", "use a limit above zero"));
         }
         Ok(TimeLimiter {
             limit,

@@ -41,5 +41,7 @@ impl<F: Future> Future for CatchUnwind<F> {
 /// Locks a mutex, ignoring poisoning: every mutex of this crate guards data
 /// that a panic cannot leave half-written.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

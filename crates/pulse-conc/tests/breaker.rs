@@ -26,10 +26,18 @@ fn consecutive_threshold_resets_on_success() {
     assert!(breaker.call_sync(fail).is_err());
     assert!(breaker.call_sync(succeed).is_ok());
     assert!(breaker.call_sync(fail).is_err());
-    assert_eq!(breaker.state(), State::Closed, "fail, success, fail stays closed");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "fail, success, fail stays closed"
+    );
 
     assert!(breaker.call_sync(fail).is_err());
-    assert_eq!(breaker.state(), State::Open, "two failures in a row open it");
+    assert_eq!(
+        breaker.state(),
+        State::Open,
+        "two failures in a row open it"
+    );
 }
 
 fn open_breaker(clock: &ManualClock, trials: u32) -> CircuitBreaker {
@@ -122,7 +130,9 @@ fn dropped_trial_permit_is_returned() {
     clock.advance(Duration::from_secs(10));
 
     drop(breaker.try_acquire().unwrap());
-    let permit = breaker.try_acquire().expect("the unused trial slot came back");
+    let permit = breaker
+        .try_acquire()
+        .expect("the unused trial slot came back");
     permit.record_success();
     assert_eq!(breaker.state(), State::Closed);
 }
@@ -139,7 +149,11 @@ fn failure_rate_needs_minimum_calls() {
     for _ in 0..3 {
         assert!(breaker.call_sync(fail).is_err());
     }
-    assert_eq!(breaker.state(), State::Closed, "3 calls are under the minimum of 4");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "3 calls are under the minimum of 4"
+    );
 
     assert!(breaker.call_sync(fail).is_err());
     assert_eq!(breaker.state(), State::Open);
@@ -227,7 +241,10 @@ async fn slow_calls_open_circuit() {
     let changes = changes.lock().unwrap();
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].reason, Reason::SlowCallRate);
-    assert_eq!((changes[0].from, changes[0].to), (State::Closed, State::Open));
+    assert_eq!(
+        (changes[0].from, changes[0].to),
+        (State::Closed, State::Open)
+    );
 }
 
 #[test]
@@ -244,7 +261,11 @@ fn predicate_ignores_some_errors() {
     let not_found = || Err::<(), _>(io::Error::from(io::ErrorKind::NotFound));
     let result = breaker.call_sync(not_found);
     assert!(matches!(result, Err(CallError::Inner(_))));
-    assert_eq!(breaker.state(), State::Closed, "a missing record is not an outage");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "a missing record is not an outage"
+    );
 
     let _ = breaker.call_sync(fail);
     assert_eq!(breaker.state(), State::Open);
@@ -268,7 +289,11 @@ fn manual_states() {
     for _ in 0..500 {
         let _ = breaker.call_sync(fail);
     }
-    assert_eq!(breaker.state(), State::Disabled, "a disabled breaker records nothing");
+    assert_eq!(
+        breaker.state(),
+        State::Disabled,
+        "a disabled breaker records nothing"
+    );
 
     breaker.close();
     assert_eq!(breaker.metrics().calls, 0);
@@ -285,18 +310,54 @@ fn manual_states() {
 #[test]
 fn builder_rejects_bad_values() {
     let cases = [
-        (CircuitBreaker::builder("b").failure_rate_threshold(0.0).build(), "failure_rate_threshold"),
-        (CircuitBreaker::builder("b").failure_rate_threshold(100.5).build(), "failure_rate_threshold"),
-        (CircuitBreaker::builder("b").failure_rate_threshold(f64::NAN).build(), "failure_rate_threshold"),
         (
-            CircuitBreaker::builder("b").slow_calls(Duration::from_secs(1), -1.0).build(),
+            CircuitBreaker::builder("b")
+                .failure_rate_threshold(0.0)
+                .build(),
+            "failure_rate_threshold",
+        ),
+        (
+            CircuitBreaker::builder("b")
+                .failure_rate_threshold(100.5)
+                .build(),
+            "failure_rate_threshold",
+        ),
+        (
+            CircuitBreaker::builder("b")
+                .failure_rate_threshold(f64::NAN)
+                .build(),
+            "failure_rate_threshold",
+        ),
+        (
+            CircuitBreaker::builder("b")
+                .slow_calls(Duration::from_secs(1), -1.0)
+                .build(),
             "slow_call_rate_threshold",
         ),
-        (CircuitBreaker::builder("b").half_open_trials(0).build(), "half_open_trials"),
-        (CircuitBreaker::builder("b").sliding_window(SlidingWindow::CountBased(0)).build(), "sliding_window"),
-        (CircuitBreaker::builder("b").sliding_window(SlidingWindow::TimeBased(0)).build(), "sliding_window"),
-        (CircuitBreaker::builder("b").minimum_calls(0).build(), "minimum_calls"),
-        (CircuitBreaker::builder("b").consecutive_failures(0).build(), "consecutive_failures"),
+        (
+            CircuitBreaker::builder("b").half_open_trials(0).build(),
+            "half_open_trials",
+        ),
+        (
+            CircuitBreaker::builder("b")
+                .sliding_window(SlidingWindow::CountBased(0))
+                .build(),
+            "sliding_window",
+        ),
+        (
+            CircuitBreaker::builder("b")
+                .sliding_window(SlidingWindow::TimeBased(0))
+                .build(),
+            "sliding_window",
+        ),
+        (
+            CircuitBreaker::builder("b").minimum_calls(0).build(),
+            "minimum_calls",
+        ),
+        (
+            CircuitBreaker::builder("b").consecutive_failures(0).build(),
+            "consecutive_failures",
+        ),
     ];
     for (result, field) in cases {
         match result {

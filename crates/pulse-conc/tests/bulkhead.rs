@@ -56,7 +56,13 @@ async fn bulkhead_wait_times_out() {
     assert_eq!(bulkhead.waiting(), 1);
 
     clock.advance(Duration::from_millis(500));
-    assert!(matches!(waiter.await, Err(Error::BulkheadFull { max_concurrent: 1, .. })));
+    assert!(matches!(
+        waiter.await,
+        Err(Error::BulkheadFull {
+            max_concurrent: 1,
+            ..
+        })
+    ));
     assert_eq!(bulkhead.waiting(), 0);
 
     // A slot freed during the wait is taken.
@@ -81,10 +87,16 @@ async fn bulkhead_queue_limit_and_no_wait() {
     assert!(futures_util::poll!(&mut first).is_pending());
     assert!(bulkhead.acquire().await.is_err(), "the queue of 1 is full");
 
-    let no_wait = Bulkhead::builder("no-wait").max_concurrent(1).build().unwrap();
+    let no_wait = Bulkhead::builder("no-wait")
+        .max_concurrent(1)
+        .build()
+        .unwrap();
     let _slot = no_wait.try_acquire().unwrap();
     let result = no_wait.call(|| async { Ok::<_, std::io::Error>(()) }).await;
-    assert!(matches!(result, Err(CallError::Rejected(Error::BulkheadFull { .. }))));
+    assert!(matches!(
+        result,
+        Err(CallError::Rejected(Error::BulkheadFull { .. }))
+    ));
 
     assert!(Bulkhead::builder("zero").max_concurrent(0).build().is_err());
 }

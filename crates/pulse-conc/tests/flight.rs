@@ -74,7 +74,11 @@ async fn forget_then_join_second_call() {
 
     assert_eq!(call_2.await.unwrap(), Ok(2));
     assert_eq!(call_3.await, Ok(2));
-    assert_eq!(runs.load(Ordering::SeqCst), 2, "the function ran twice in all");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "the function ran twice in all"
+    );
     assert_eq!(flight.in_flight(), 0);
 }
 

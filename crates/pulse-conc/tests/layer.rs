@@ -23,14 +23,26 @@ async fn breaker_layer_opens_and_rejects() {
     });
     let mut service = CircuitBreakerLayer::new(breaker.clone()).layer(inner);
 
-    assert_eq!(service.ready().await.unwrap().call(false).await.unwrap(), "ok");
+    assert_eq!(
+        service.ready().await.unwrap().call(false).await.unwrap(),
+        "ok"
+    );
     for _ in 0..2 {
         assert!(service.ready().await.unwrap().call(true).await.is_err());
     }
     assert_eq!(breaker.state(), State::Open);
 
-    let err = service.ready().await.unwrap().call(false).await.unwrap_err();
-    assert!(matches!(err.downcast_ref::<Error>(), Some(Error::CircuitOpen { .. })));
+    let err = service
+        .ready()
+        .await
+        .unwrap()
+        .call(false)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err.downcast_ref::<Error>(),
+        Some(Error::CircuitOpen { .. })
+    ));
 }
 
 #[tokio::test]
@@ -45,7 +57,10 @@ async fn bulkhead_layer_rejects_when_full() {
 
     let held = bulkhead.try_acquire().unwrap();
     let err = service.ready().await.unwrap().call(1).await.unwrap_err();
-    assert!(matches!(err.downcast_ref::<Error>(), Some(Error::BulkheadFull { .. })));
+    assert!(matches!(
+        err.downcast_ref::<Error>(),
+        Some(Error::BulkheadFull { .. })
+    ));
 
     drop(held);
     assert_eq!(service.ready().await.unwrap().call(2).await.unwrap(), 2);

@@ -71,7 +71,9 @@ async fn try_submit_rejects_when_full() {
     while pool.stats().running == 0 {
         tokio::task::yield_now().await;
     }
-    let queued: Vec<_> = (0..2).map(|n| pool.try_submit(async move { n }).unwrap()).collect();
+    let queued: Vec<_> = (0..2)
+        .map(|n| pool.try_submit(async move { n }).unwrap())
+        .collect();
     let refused = pool.try_submit(async { 99 });
     assert!(matches!(refused, Err(Error::Full { capacity: 2, .. })));
 
@@ -104,7 +106,10 @@ async fn shutdown_drains_queue() {
     for handle in handles {
         assert_eq!(handle.await, Ok(()));
     }
-    assert!(matches!(pool.submit(async {}).await, Err(Error::Closed { .. })));
+    assert!(matches!(
+        pool.submit(async {}).await,
+        Err(Error::Closed { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +160,11 @@ async fn elastic_pool_grows_and_shrinks() {
     while pool.stats().workers > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(pool.stats().workers, 0, "idle workers above the minimum stop");
+    assert_eq!(
+        pool.stats().workers,
+        0,
+        "idle workers above the minimum stop"
+    );
 }
 
 #[tokio::test]
@@ -165,8 +174,14 @@ async fn bad_config_is_rejected() {
         PoolConfig::fixed(2).queue_capacity(0),
         PoolConfig::elastic(3, 2),
     ] {
-        assert!(matches!(WorkerPool::new(config.clone()), Err(Error::InvalidConfig(_))));
-        assert!(matches!(ThreadPool::new(config), Err(Error::InvalidConfig(_))));
+        assert!(matches!(
+            WorkerPool::new(config.clone()),
+            Err(Error::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            ThreadPool::new(config),
+            Err(Error::InvalidConfig(_))
+        ));
     }
 }
 
@@ -195,7 +210,10 @@ fn thread_pool_runs_drains_and_isolates() {
     assert!(matches!(bad.blocking_wait(), Err(Error::Panicked { .. })));
     assert_eq!(good.blocking_wait(), Ok(3));
     let stats = pool.stats();
-    assert_eq!((stats.completed, stats.panicked, stats.workers), (10_002, 1, 0));
+    assert_eq!(
+        (stats.completed, stats.panicked, stats.workers),
+        (10_002, 1, 0)
+    );
     assert!(matches!(pool.submit(|| ()), Err(Error::Closed { .. })));
 }
 
@@ -213,7 +231,10 @@ fn thread_pool_try_submit_and_cancel() {
     started_rx.recv().unwrap();
 
     let queued = pool.try_submit(|| 1).unwrap();
-    assert!(matches!(pool.try_submit(|| 2), Err(Error::Full { capacity: 1, .. })));
+    assert!(matches!(
+        pool.try_submit(|| 2),
+        Err(Error::Full { capacity: 1, .. })
+    ));
 
     // Cancel drops the queued job; the running one is waited for.
     let releaser = std::thread::spawn(move || {
@@ -231,7 +252,10 @@ fn elastic_thread_pool_shrinks() {
     let config = PoolConfig::elastic(0, 3).idle_timeout(Duration::from_millis(10));
     let pool = ThreadPool::new(config).unwrap();
     let handles: Vec<_> = (0..6).map(|n| pool.submit(move || n).unwrap()).collect();
-    let total: i32 = handles.into_iter().map(|h| h.blocking_wait().unwrap()).sum();
+    let total: i32 = handles
+        .into_iter()
+        .map(|h| h.blocking_wait().unwrap())
+        .sum();
     assert_eq!(total, 15);
 
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -239,4 +263,27 @@ fn elastic_thread_pool_shrinks() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(pool.stats().workers, 0);
+}
+
+#[test]
+fn fixed_pool_runs_without_timer() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = WorkerPool::new(PoolConfig::fixed(4)).unwrap();
+        let bad = pool
+            .submit(async { panic!("no timer needed") })
+            .await
+            .unwrap();
+        assert!(bad.await.is_err());
+        for n in 0..100 {
+            assert_eq!(pool.submit(async move { n }).await.unwrap().await, Ok(n));
+        }
+        pool.shutdown(Shutdown::Drain).await;
+
+        let elastic = WorkerPool::new(PoolConfig::elastic(1, 4));
+        assert!(matches!(elastic, Err(Error::InvalidConfig(err)) if err.field() == "runtime"));
+    });
 }

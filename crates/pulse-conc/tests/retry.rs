@@ -30,8 +30,14 @@ fn backoff_never_zero_or_above_cap() {
     let mut previous = Duration::ZERO;
     for failures in (0..=20_000).chain([u32::MAX - 1, u32::MAX]) {
         let delay = backoff.delay(failures);
-        assert!(delay >= Duration::from_millis(100), "failure {failures}: {delay:?}");
-        assert!(delay <= Duration::from_secs(30), "failure {failures}: {delay:?}");
+        assert!(
+            delay >= Duration::from_millis(100),
+            "failure {failures}: {delay:?}"
+        );
+        assert!(
+            delay <= Duration::from_secs(30),
+            "failure {failures}: {delay:?}"
+        );
         assert!(delay >= previous, "failure {failures}: delays never shrink");
         previous = delay;
     }
@@ -50,7 +56,9 @@ fn full_jitter_stays_in_range() {
 #[test]
 fn backoff_rejects_bad_values() {
     let base_over_cap = Backoff::exponential(Duration::from_secs(2), Duration::from_secs(1));
-    assert!(matches!(base_over_cap, Err(Error::InvalidConfig(err)) if err.field() == "backoff base"));
+    assert!(
+        matches!(base_over_cap, Err(Error::InvalidConfig(err)) if err.field() == "backoff base")
+    );
     assert!(Backoff::exponential(Duration::ZERO, Duration::from_secs(1)).is_err());
     assert!(vector_backoff().factor(0.5).is_err());
     assert!(vector_backoff().factor(f64::INFINITY).is_err());
@@ -78,7 +86,9 @@ async fn run_with_clock<F: std::future::Future>(clock: &ManualClock, future: F) 
 #[tokio::test]
 async fn retry_stops_after_max_attempts() {
     let clock = ManualClock::new();
-    let retry = Retry::new(4, vector_backoff()).unwrap().clock(clock.clone());
+    let retry = Retry::new(4, vector_backoff())
+        .unwrap()
+        .clock(clock.clone());
     let attempts = AtomicU32::new(0);
 
     let result: Result<(), &str> = run_with_clock(
@@ -96,7 +106,9 @@ async fn retry_stops_after_max_attempts() {
 #[tokio::test]
 async fn retry_if_skips_permanent_errors() {
     let clock = ManualClock::new();
-    let retry = Retry::new(5, vector_backoff()).unwrap().clock(clock.clone());
+    let retry = Retry::new(5, vector_backoff())
+        .unwrap()
+        .clock(clock.clone());
     let attempts = AtomicU32::new(0);
     let result: Result<(), &str> = retry
         .call_if(

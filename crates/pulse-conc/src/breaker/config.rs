@@ -21,7 +21,8 @@ pub enum SlidingWindow {
 /// The largest time-based window: a bucket's second is stored in 20 bits.
 const MAX_WINDOW_SECONDS: u32 = 1 << 19;
 
-pub(crate) type FailurePredicate = Arc<dyn Fn(&(dyn std::error::Error + 'static)) -> bool + Send + Sync>;
+pub(crate) type FailurePredicate =
+    Arc<dyn Fn(&(dyn std::error::Error + 'static)) -> bool + Send + Sync>;
 pub(crate) type Listener = Arc<dyn Fn(&StateChange) + Send + Sync>;
 
 /// Checked settings, with rates kept in thousandths of a percent so that the
@@ -141,7 +142,7 @@ impl CircuitBreakerBuilder {
     }
 
     /// Also opens the circuit after `count` failures in a row, whatever the
-    /// window says (the rule of Go's gobreaker).
+    /// window rates are (the rule of Go's gobreaker).
     pub fn consecutive_failures(mut self, count: u32) -> Self {
         self.consecutive_failures = Some(count);
         self
@@ -216,11 +217,7 @@ impl CircuitBreakerBuilder {
             SlidingWindow::TimeBased(_) => None,
         };
         if self.minimum_calls == 0 {
-            return Err(Error::config(
-                "minimum_calls",
-                0,
-                "use at least 1 call",
-            ));
+            return Err(Error::config("minimum_calls", 0, "use at least 1 call"));
         }
         let failure_rate_milli = rate_milli("failure_rate_threshold", self.failure_rate)?;
         let slow_rate_milli = rate_milli("slow_call_rate_threshold", self.slow_rate)?;

@@ -4,8 +4,7 @@
 //! # States
 //!
 //! - **Closed**: calls run, and their outcomes fill a sliding window
-//!   (the last N calls, or the calls of the last N seconds). Once the window
-//!   holds the minimum number of calls and the failure rate or the slow-call
+//!   (the last N calls, or the calls of the last N seconds). Once the window contains the minimum number of calls and the failure rate or the slow-call
 //!   rate reaches its threshold, or a run of consecutive failures reaches its
 //!   count, the breaker opens.
 //! - **Open**: calls are rejected with [`Error::CircuitOpen`] until the open
@@ -252,7 +251,7 @@ impl Permit<'_> {
     }
 
     /// Records an error, as a failure unless the breaker's failure predicate
-    /// says it is not one.
+    /// returns `false` for it.
     pub fn record_error(self, err: &(dyn std::error::Error + 'static)) {
         let failed = match &self.shared.config.is_failure {
             Some(is_failure) => is_failure(err),
@@ -291,7 +290,9 @@ impl OwnedPermit {
 
     pub(crate) fn record_success(mut self) {
         self.reported = true;
-        self.breaker.shared.on_result(self.word, self.started, false);
+        self.breaker
+            .shared
+            .on_result(self.word, self.started, false);
     }
 }
 

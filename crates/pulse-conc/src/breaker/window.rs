@@ -173,7 +173,12 @@ impl TimeWindow {
         let bucket = (second % u64::from(self.seconds)) as usize;
 
         let stamp = stamp_of(second);
-        add(&self.calls[bucket], stamp, 1, u64::from(outcome & FAILED != 0));
+        add(
+            &self.calls[bucket],
+            stamp,
+            1,
+            u64::from(outcome & FAILED != 0),
+        );
         if outcome & SLOW != 0 {
             add(&self.slow[bucket], stamp, 1, 0);
         }
@@ -198,7 +203,7 @@ impl TimeWindow {
     }
 
     /// Returns whether a bucket stamped `stamp` belongs to the window that
-    /// ends at `second`. An unused bucket holds zero calls, so its stamp is
+    /// ends at `second`. An unused bucket contains zero calls, so its stamp is
     /// never consulted.
     fn is_current(&self, stamp: u64, second: u64) -> bool {
         (stamp_of(second).wrapping_sub(stamp) & SECOND_MASK) < u64::from(self.seconds)
@@ -211,7 +216,7 @@ impl TimeWindow {
     }
 }
 
-/// The 20-bit stamp of a second. Stamps repeat every 2^20 seconds (about 12
+/// Returns the 20-bit stamp of a second. Stamps repeat every 2^20 seconds (about 12
 /// days), far longer than the largest window.
 fn stamp_of(second: u64) -> u64 {
     second & SECOND_MASK
@@ -224,8 +229,7 @@ fn unpack(word: u64) -> (u64, u64, u64) {
     (stamp, first, second)
 }
 
-/// Adds to a bucket's two counters, starting it afresh when it holds an
-/// older second. Counters saturate at 2^22 - 1 calls per second.
+/// Adds to a bucket's two counters, starting it afresh when it belongs to an older second. Counters saturate at 2^22 - 1 calls per second.
 fn add(bucket: &AtomicU64, stamp: u64, first: u64, second: u64) {
     let mut current = bucket.load(Relaxed);
     loop {
@@ -257,11 +261,25 @@ mod tests {
         window.record(RECORDED | FAILED);
         window.record(RECORDED);
         let totals = window.record(RECORDED | FAILED);
-        assert_eq!(totals, Totals { calls: 3, failures: 2, slow: 0 });
+        assert_eq!(
+            totals,
+            Totals {
+                calls: 3,
+                failures: 2,
+                slow: 0
+            }
+        );
 
         // The first failure drops out of the window.
         let totals = window.record(RECORDED);
-        assert_eq!(totals, Totals { calls: 3, failures: 1, slow: 0 });
+        assert_eq!(
+            totals,
+            Totals {
+                calls: 3,
+                failures: 1,
+                slow: 0
+            }
+        );
     }
 
     #[test]
@@ -281,11 +299,25 @@ mod tests {
         window.record(RECORDED | FAILED, start);
         let later = start.saturating_add(Duration::from_secs(1));
         let totals = window.record(RECORDED | SLOW, later);
-        assert_eq!(totals, Totals { calls: 2, failures: 1, slow: 1 });
+        assert_eq!(
+            totals,
+            Totals {
+                calls: 2,
+                failures: 1,
+                slow: 1
+            }
+        );
 
         // Two seconds on, the first bucket has left the window.
         let totals = window.totals(start.saturating_add(Duration::from_secs(2)));
-        assert_eq!(totals, Totals { calls: 1, failures: 0, slow: 1 });
+        assert_eq!(
+            totals,
+            Totals {
+                calls: 1,
+                failures: 0,
+                slow: 1
+            }
+        );
         let totals = window.totals(start.saturating_add(Duration::from_secs(10)));
         assert_eq!(totals, Totals::default());
     }

@@ -289,25 +289,19 @@ where
     K: Eq + Hash + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    fn run<F, Fut>(
-        &self,
-        key: K,
-        load: F,
-    ) -> impl Future<Output = pulse_core::Result<V>> + Send
+    async fn run<F, Fut>(&self, key: K, load: F) -> pulse_core::Result<V>
     where
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = pulse_core::Result<V>> + Send,
     {
-        async move {
-            let shared = SingleFlight::run(self, key, || async move {
-                load().await.map_err(SharedError::new)
-            })
-            .await;
-            match shared {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(err)) => Err(err.to_error()),
-                Err(err) => Err(err.into()),
-            }
+        let shared = SingleFlight::run(self, key, || async move {
+            load().await.map_err(SharedError::new)
+        })
+        .await;
+        match shared {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(err.to_error()),
+            Err(err) => Err(err.into()),
         }
     }
 }

@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::util::lock;
 
+type Shard<K, C> = Mutex<HashMap<K, Arc<C>>>;
+
 pub(crate) struct Registry<K, C> {
-    shards: Box<[Mutex<HashMap<K, Arc<C>>>]>,
+    shards: Box<[Shard<K, C>]>,
     hasher: RandomState,
 }
 
@@ -22,7 +24,7 @@ impl<K: Eq + Hash + Clone, C> Registry<K, C> {
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Arc<C>>> {
+    fn shard(&self, key: &K) -> &Shard<K, C> {
         let hash = self.hasher.hash_one(key) as usize;
         &self.shards[hash & (self.shards.len() - 1)]
     }
@@ -43,7 +45,10 @@ impl<K: Eq + Hash + Clone, C> Registry<K, C> {
     /// and started again keeps its newer call.
     pub(crate) fn remove_if_same(&self, key: &K, call: &Arc<C>) {
         let mut calls = lock(self.shard(key));
-        if calls.get(key).is_some_and(|current| Arc::ptr_eq(current, call)) {
+        if calls
+            .get(key)
+            .is_some_and(|current| Arc::ptr_eq(current, call))
+        {
             calls.remove(key);
         }
     }

@@ -50,12 +50,13 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
-    /// A pool of exactly `workers` workers, started at once.
+    /// Creates the configuration of a pool of exactly `workers` workers,
+    /// started at once.
     pub fn fixed(workers: usize) -> Self {
         Self::elastic(workers, workers)
     }
-
-    /// A pool that keeps `min` workers and starts more, up to `max`, while
+    /// Creates the configuration of a pool that keeps `min` workers and
+    /// starts more, up to `max`, while
     /// jobs wait and no worker is idle. A worker above `min` stops after the
     /// idle timeout (default 60 s).
     pub fn elastic(min: usize, max: usize) -> Self {
@@ -89,11 +90,7 @@ impl PoolConfig {
 
     pub(crate) fn check(&self) -> Result<(), Error> {
         if self.max_workers == 0 {
-            return Err(Error::config(
-                "pool size",
-                0,
-                "use at least 1 worker",
-            ));
+            return Err(Error::config("pool size", 0, "use at least 1 worker"));
         }
         if self.min_workers > self.max_workers {
             return Err(Error::config(
@@ -113,7 +110,7 @@ impl PoolConfig {
     }
 }
 
-/// What a shutdown does with jobs that have not finished.
+/// The handling of unfinished jobs at shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shutdown {
     /// Run every queued job, then stop.

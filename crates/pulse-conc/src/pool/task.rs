@@ -15,14 +15,14 @@ use super::{Counters, JobHandle, PoolConfig, PoolStats, Queue, Shutdown};
 use crate::error::Error;
 use crate::util::{CatchUnwind, lock};
 
-/// A queued job; its output says whether it panicked.
+/// A queued job; it returns `true` when the job panicked.
 type Job = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// A pool of tokio tasks that run submitted futures over a bounded queue.
 ///
 /// Unlike `tokio::spawn`, the number of futures running at once is capped
 /// at the worker count, and the number waiting at the queue capacity, so a
-/// burst of a million submits holds a bounded amount of memory.
+/// burst of a million submits uses a bounded amount of memory.
 ///
 /// Dropping the pool closes it: workers run what is queued, then stop.
 ///
@@ -77,16 +77,20 @@ impl WorkerPool {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for zero workers, a minimum above the
-    /// maximum, a zero queue capacity, or when no tokio runtime is running.
+    /// maximum, a zero queue capacity, when no tokio runtime is running, or
+    /// for an elastic pool on a runtime without the time driver.
     pub fn new(config: PoolConfig) -> Result<WorkerPool, Error> {
         config.check()?;
         let runtime = Handle::try_current().map_err(|_| {
-            Error::config(
-                "runtime",
-                "none",
-                "create the pool inside a tokio runtime",
-            )
+            Error::config("runtime", "none", "create the pool inside a tokio runtime")
         })?;
+        if config.min_workers < config.max_workers && !has_timer() {
+            return Err(Error::config(
+                "runtime",
+                "without the time driver",
+                "build the runtime with `enable_time()` (or `enable_all()`): elastic pools stop idle workers on a timer",
+            ));
+        }
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::new(config.queue_capacity)),
             config,
@@ -174,7 +178,10 @@ impl WorkerPool {
                 Shutdown::Cancel => queue.jobs.drain(..).collect(),
             }
         };
-        shared.counters.cancelled.fetch_add(dropped.len() as u64, Relaxed);
+        shared
+            .counters
+            .cancelled
+            .fetch_add(dropped.len() as u64, Relaxed);
         drop(dropped);
         if mode == Shutdown::Cancel {
             shared.cancel.cancel();
@@ -201,6 +208,13 @@ impl Drop for WorkerPool {
         self.shared.not_empty.notify_waiters();
         self.shared.not_full.notify_waiters();
     }
+}
+
+/// Returns whether the current runtime has the time driver. Tokio offers no
+/// query for it; creating a timer without the driver panics, so the probe
+/// catches that panic (the panic hook still prints it).
+fn has_timer() -> bool {
+    std::panic::catch_unwind(|| drop(tokio::time::sleep(std::time::Duration::ZERO))).is_ok()
 }
 
 /// Boxes `job` with the sender of its result.
@@ -230,7 +244,12 @@ impl Shared {
     fn push(self: &Arc<Self>, job: Job) -> Result<(), (Job, Error)> {
         let mut queue = lock(&self.queue);
         if queue.closed {
-            return Err((job, Error::Closed { what: "worker pool" }));
+            return Err((
+                job,
+                Error::Closed {
+                    what: "worker pool",
+                },
+            ));
         }
         if queue.jobs.len() >= self.config.queue_capacity {
             return Err((
@@ -280,10 +299,19 @@ impl Shared {
                 queue.idle += 1;
             }
 
+            // Only an elastic pool touches the timer, so a fixed pool also
+            // runs on a runtime built without the time driver.
             let elastic = self.config.min_workers < self.config.max_workers;
+            let idle_timeout = async {
+                if elastic {
+                    tokio::time::sleep(self.config.idle_timeout).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             let timed_out = tokio::select! {
                 () = &mut not_empty => false,
-                () = tokio::time::sleep(self.config.idle_timeout), if elastic => true,
+                () = idle_timeout => true,
             };
             let mut queue = lock(&self.queue);
             queue.idle -= 1;
@@ -302,30 +330,60 @@ impl Shared {
     }
 }
 
+/// Keeps the worker count right when a worker task ends other than by
+/// `next_job` returning `None`, such as when its runtime shuts down.
+struct WorkerGuard {
+    shared: Arc<Shared>,
+    stopped: bool,
+}
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        if !self.stopped {
+            tracing::debug!(
+                target: "pulse_conc",
+                pool = %self.shared.config.name,
+                "worker pool worker dropped before shutdown"
+            );
+            let queue = lock(&self.shared.queue);
+            self.shared.stop_worker(queue);
+        }
+    }
+}
+
 fn start_worker(shared: &Arc<Shared>) {
     let shared = Arc::clone(shared);
     let runtime = shared.runtime.clone();
     runtime.spawn(async move {
-        while let Some(job) = shared.next_job().await {
-            shared.counters.running.fetch_add(1, Relaxed);
-            let panicked = tokio::select! {
-                biased;
-                panicked = job => Some(panicked),
-                () = shared.cancel.cancelled() => None,
-            };
-            shared.counters.running.fetch_sub(1, Relaxed);
-            match panicked {
-                Some(true) => {
-                    shared.counters.panicked.fetch_add(1, Relaxed);
-                    shared.counters.completed.fetch_add(1, Relaxed);
-                }
-                Some(false) => {
-                    shared.counters.completed.fetch_add(1, Relaxed);
-                }
-                None => {
-                    shared.counters.cancelled.fetch_add(1, Relaxed);
-                }
+        let mut guard = WorkerGuard {
+            shared: Arc::clone(&shared),
+            stopped: false,
+        };
+        run_worker(&shared).await;
+        guard.stopped = true;
+    });
+}
+
+async fn run_worker(shared: &Shared) {
+    while let Some(job) = shared.next_job().await {
+        shared.counters.running.fetch_add(1, Relaxed);
+        let panicked = tokio::select! {
+            biased;
+            panicked = job => Some(panicked),
+            () = shared.cancel.cancelled() => None,
+        };
+        shared.counters.running.fetch_sub(1, Relaxed);
+        match panicked {
+            Some(true) => {
+                shared.counters.panicked.fetch_add(1, Relaxed);
+                shared.counters.completed.fetch_add(1, Relaxed);
+            }
+            Some(false) => {
+                shared.counters.completed.fetch_add(1, Relaxed);
+            }
+            None => {
+                shared.counters.cancelled.fetch_add(1, Relaxed);
             }
         }
-    });
+    }
 }

@@ -10,7 +10,7 @@ use super::{Counters, JobHandle, PoolConfig, PoolStats, Queue, Shutdown};
 use crate::error::Error;
 use crate::util::lock;
 
-/// A queued closure; its output says whether it panicked.
+/// A queued closure; it returns `true` when the job panicked.
 type Job = Box<dyn FnOnce() -> bool + Send>;
 
 /// A pool of threads that run submitted blocking closures over a bounded
@@ -118,7 +118,9 @@ impl ThreadPool {
         let mut queue = lock(&shared.queue);
         loop {
             if queue.closed {
-                return Err(shared.counters.reject(Error::Closed { what: "thread pool" }));
+                return Err(shared.counters.reject(Error::Closed {
+                    what: "thread pool",
+                }));
             }
             if queue.jobs.len() < capacity {
                 break;
@@ -165,7 +167,10 @@ impl ThreadPool {
         queue.closed = true;
         if mode == Shutdown::Cancel {
             let dropped: Vec<Job> = queue.jobs.drain(..).collect();
-            shared.counters.cancelled.fetch_add(dropped.len() as u64, Relaxed);
+            shared
+                .counters
+                .cancelled
+                .fetch_add(dropped.len() as u64, Relaxed);
             drop(dropped);
         }
         shared.not_empty.notify_all();
@@ -216,7 +221,9 @@ fn start_thread(shared: &Arc<Shared>, queue: &mut MutexGuard<'_, Queue<Job>>) ->
         .spawn(move || worker.run())
         .map_err(|err| {
             tracing::warn!(target: "pulse_conc", error = %err, "failed to start a pool thread");
-            Error::Closed { what: "thread pool" }
+            Error::Closed {
+                what: "thread pool",
+            }
         })?;
     queue.workers += 1;
     Ok(())
