@@ -327,14 +327,62 @@ impl<C: Clock> Snowflake<C> {
     }
 
     /// Takes up to `want` IDs from the shared state: the core of every call.
+    ///
+    /// The common cases (a new tick, or the next sequence number of the
+    /// current one, under a valid lease) take one clock reading and one
+    /// compare-and-swap here; everything else goes to the slow path.
     #[inline]
     fn issue(&self, want: u64, blocking: bool) -> Result<IdBatch> {
         let sequence_bits = self.layout.sequence_bits();
         let max_sequence = self.layout.max_sequence();
 
+        // The lease and the state are read before the clock, so the clock
+        // reading is at least as late as the one that produced the state.
+        let lease = self.lease.load(Ordering::Acquire);
+        let current = self.state.load(Ordering::Acquire);
+        let last_tick = current >> sequence_bits;
+        let last_sequence = current & max_sequence;
+        let now_ms = self.clock.wall().as_millis();
+
+        if let Some(now_tick) = self.layout.tick_of_ms(now_ms) {
+            let (tick, sequence) = if now_tick > last_tick {
+                (now_tick, 0)
+            } else {
+                (last_tick, last_sequence + 1)
+            };
+            let fast = now_tick >= last_tick
+                && sequence <= max_sequence
+                && tick <= self.layout.max_tick()
+                && tick < lease & UNTIL_MASK;
+            if fast {
+                let count = want.min(max_sequence - sequence + 1);
+                let next = (tick << sequence_bits) | (sequence + count - 1);
+                if self
+                    .state
+                    .compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    let first = self.layout.compose(tick, lease >> UNTIL_BITS, sequence);
+                    return Ok(IdBatch {
+                        next: first,
+                        end: first + count,
+                    });
+                }
+            }
+        }
+        self.issue_slow(want, blocking)
+    }
+
+    /// Takes up to `want` IDs when the fast path could not: a used-up tick,
+    /// a clock behind the last tick, a lost lease, or a lost race.
+    #[cold]
+    #[inline(never)]
+    fn issue_slow(&self, want: u64, blocking: bool) -> Result<IdBatch> {
+        let sequence_bits = self.layout.sequence_bits();
+        let max_sequence = self.layout.max_sequence();
+        let mut wait_rounds = 0;
+
         loop {
-            // The lease and the state are read before the clock, so the clock
-            // reading is at least as late as the one that produced the state.
             let lease = self.lease.load(Ordering::Acquire);
             let current = self.state.load(Ordering::Acquire);
             let last_tick = current >> sequence_bits;
@@ -346,7 +394,7 @@ impl<C: Clock> Snowflake<C> {
                     if !blocking {
                         return Err(self.would_block(tick));
                     }
-                    self.wait_for_tick(tick);
+                    self.wait_for_tick(tick, &mut wait_rounds);
                     continue;
                 }
             };
@@ -385,7 +433,6 @@ impl<C: Clock> Snowflake<C> {
 
     /// Decides the tick and sequence of the next ID from the last ones and a
     /// fresh clock reading.
-    #[inline]
     fn decide(&self, last_tick: u64, last_sequence: u64) -> Result<Step> {
         let now_ms = self.clock.wall().as_millis();
         let Some(now_tick) = self.layout.tick_of_ms(now_ms) else {
@@ -447,19 +494,27 @@ impl<C: Clock> Snowflake<C> {
     }
 
     /// Waits a short while for the clock to reach `tick`. The caller checks
-    /// again and comes back if it has not.
-    fn wait_for_tick(&self, tick: u64) {
+    /// again and comes back if it has not; `rounds` counts those returns.
+    fn wait_for_tick(&self, tick: u64, rounds: &mut u32) {
         let target_ms = self.layout.ms_of_tick(tick);
         let now_ms = self.clock.wall().as_millis();
         let remaining = target_ms.saturating_sub(now_ms);
 
-        // Sleep through most of a long wait; spin through the last
-        // millisecond, because a sleep overshoots by tens of microseconds.
+        // Sleep through most of a long wait. Spin through the last
+        // millisecond, because a sleep or a yield can overshoot it by a whole
+        // scheduler slice on a busy machine; yield now and then all the same,
+        // so that a thread that moves a test clock gets to run.
         if remaining > 2 {
             std::thread::sleep(Duration::from_millis(remaining - 1));
-        } else {
-            std::hint::spin_loop();
+            return;
+        }
+        *rounds = rounds.wrapping_add(1);
+        if *rounds % 256 == 0 {
             std::thread::yield_now();
+        } else {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
         }
     }
 
