@@ -22,6 +22,15 @@
 //!
 //! The timestamps of the old and the new holder thus fall in disjoint ranges
 //! as long as the hosts' clocks differ by less than the maximum skew.
+//!
+//! # Stores
+//!
+//! | store | records | feature |
+//! | --- | --- | --- |
+//! | [`MemoryWorkerLeases`] | process memory, for one process or tests | none |
+//! | [`LockWorkerLeases`] | any pulse-core [`Lock`](pulse_core::lock::Lock), one key per worker id | none |
+//! | [`redis::RedisWorkerLeases`] | one Redis hash per namespace | `redis` |
+//! | [`postgres::PgWorkerLeases`] | the `pulse_id_workers` table | `postgres` |
 
 mod memory;
 
@@ -34,8 +43,10 @@ pub mod redis;
 pub mod postgres;
 
 mod leased;
+mod lock;
 
 pub use leased::{LeasedSnowflake, LeasedSnowflakeConfig};
+pub use lock::LockWorkerLeases;
 pub use memory::MemoryWorkerLeases;
 
 use std::future::Future;
