@@ -15,7 +15,7 @@
 //! use pulse_ratelimit::{KeyedGcra, Quota};
 //!
 //! let limiter = Arc::new(KeyedGcra::<String>::builder(Quota::per_second(10)?).build()?);
-//! let layer = RateLimitLayer::new(limiter, |request: &http::Request<()>| {
+//! let layer: RateLimitLayer<_, _, String> = RateLimitLayer::new(limiter, |request: &http::Request<()>| {
 //!     request
 //!         .headers()
 //!         .get("x-api-key")
