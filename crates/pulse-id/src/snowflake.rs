@@ -87,6 +87,8 @@ pub struct Snowflake<C: Clock = FastClock> {
     lease: AtomicU64,
     tolerance_ms: u64,
     policy: ClockPolicy,
+    /// The last tick for which a clock step back was logged.
+    fault_logged: AtomicU64,
 }
 
 /// Configures a [`Snowflake`].
@@ -246,6 +248,7 @@ impl<C: Clock> SnowflakeBuilder<C> {
             lease: AtomicU64::new(pack_lease(self.worker_id, UNTIL_MASK)),
             tolerance_ms,
             policy: self.policy,
+            fault_logged: AtomicU64::new(u64::MAX),
         };
         if let Some(last) = self.last_issued {
             if let Some(tick) = layout.tick_of_ms(last.as_millis()) {
@@ -453,13 +456,17 @@ impl<C: Clock> Snowflake<C> {
         let behind_ms = self.layout.ms_of_tick(last_tick).saturating_sub(now_ms);
         let beyond_tolerance = behind_ms > self.tolerance_ms;
         if beyond_tolerance && self.policy == ClockPolicy::Fail {
-            tracing::warn!(
-                target: "pulse_id",
-                last_ms = self.layout.ms_of_tick(last_tick),
-                behind_ms,
-                tolerance_ms = self.tolerance_ms,
-                "wall clock stepped back beyond the tolerance"
-            );
+            // Every call fails until the clock catches up: log once per
+            // last tick, not once per call.
+            if self.fault_logged.swap(last_tick, Ordering::Relaxed) != last_tick {
+                tracing::warn!(
+                    target: "pulse_id",
+                    last_ms = self.layout.ms_of_tick(last_tick),
+                    behind_ms,
+                    tolerance_ms = self.tolerance_ms,
+                    "wall clock stepped back beyond the tolerance"
+                );
+            }
             return Err(IdError::ClockMovedBack {
                 last_ms: self.layout.ms_of_tick(last_tick),
                 behind_ms,

@@ -133,7 +133,7 @@ async fn lock_leases_distinct_and_lost() {
         "{third}"
     );
 
-    // The lock passes the key to someone else: the next renewal sees it and
+    // The lock passes the key to someone else: the next renewal fails and
     // issuance stops.
     table.steal(&format!("orders:worker:{}", one.worker_id()));
     advance(&clock, Duration::from_millis(1100)).await;

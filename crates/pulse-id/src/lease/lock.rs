@@ -16,10 +16,10 @@ use crate::lease::{WorkerLease, WorkerLeases, check_owner, millis};
 ///
 /// A generic lock does not keep the expiry of a lease that has ended, so
 /// this store reports the time of each acquire (by its own clock) as the
-/// previous expiry. That is safe because the lock handed the key over only
-/// after the previous lease's TTL ran out: a new holder then waits the
-/// maximum clock skew from the acquire before it issues, which a store with
-/// real records (Redis, PostgreSQL) often skips.
+/// previous expiry. That is safe because the lock hands a key over only
+/// after the previous lease's TTL ran out. The cost is a wait: every new
+/// holder waits the maximum clock skew from the acquire before it issues,
+/// where a store with real records (Redis, PostgreSQL) often waits less.
 ///
 /// Acquiring tries the keys one by one from a random start, one
 /// `try_acquire` each, so a nearly full pool costs up to one round trip per
