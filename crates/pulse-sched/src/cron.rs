@@ -96,7 +96,7 @@ pub struct Cron {
 
 #[derive(Clone)]
 enum Kind {
-    Pattern(Box<croner::Cron>),
+    Pattern(std::sync::Arc<croner::Cron>),
     Every(u64),
 }
 
@@ -207,7 +207,7 @@ impl Cron {
         self.next_near_change(cron, after_secs, naive_after)
     }
 
-    /// The general case: walks local candidates from a little before `after`
+    /// Handles the general case: walks local candidates from a little before `after`
     /// and keeps the earliest UTC instant the policy maps them to.
     fn next_near_change(
         &self,
@@ -236,8 +236,8 @@ impl Cron {
         best
     }
 
-    /// The UTC instants (seconds) that a local candidate fires at under the
-    /// DST mode: none, one or two.
+    /// Maps a local candidate to the UTC instants (seconds) it fires at
+    /// under the DST mode: none, one or two.
     fn instants(&self, local: NaiveDateTime) -> [Option<i64>; 2] {
         match self.tz.from_local_datetime(&local) {
             LocalResult::Single(dt) => [Some(dt.timestamp()), None],
@@ -252,8 +252,8 @@ impl Cron {
         }
     }
 
-    /// The first instant whose local reading is later than `local`, which
-    /// lies in a gap: the end of the gap.
+    /// Finds the end of the gap that `local` lies in: the first instant whose
+    /// local reading is later than `local`.
     fn gap_end(&self, local: NaiveDateTime) -> Option<i64> {
         let target = local.and_utc().timestamp();
         let mut lo = target - 26 * 3600;
@@ -269,7 +269,7 @@ impl Cron {
         Some(hi)
     }
 
-    /// The UTC offset of the zone at an instant, in seconds.
+    /// Returns the UTC offset of the zone at an instant, in seconds.
     fn offset_at(&self, secs: i64) -> Option<i64> {
         let utc = DateTime::<Utc>::from_timestamp(secs, 0)?;
         Some(
@@ -394,7 +394,7 @@ impl CronBuilder {
         };
         let cron = Cron {
             expr: self.expr,
-            kind: Kind::Pattern(Box::new(cron)),
+            kind: Kind::Pattern(std::sync::Arc::new(cron)),
             tz: self.tz,
             mode,
         };

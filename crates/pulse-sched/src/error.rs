@@ -17,7 +17,7 @@ use pulse_core::error::{Classify, ConfigError, Error as CoreError, ErrorKind};
 /// use pulse_sched::{Cron, SchedError};
 ///
 /// let err = Cron::parse("0 61 * * *").unwrap_err();
-/// assert!(matches!(err, SchedError::InvalidCron { field: "minute", .. }));
+/// assert!(matches!(err, SchedError::InvalidCron { field: "hour", position: 2, .. }));
 /// println!("{err}");
 /// ```
 #[derive(Debug)]

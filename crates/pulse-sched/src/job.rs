@@ -22,7 +22,7 @@ pub type JobError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub(crate) type Handler =
     Arc<dyn Fn(JobContext) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
 
-/// What a run of a recurring job knows about itself.
+/// The context that each run of a recurring job receives.
 #[derive(Clone, Debug)]
 pub struct JobContext {
     /// The job's name.

@@ -88,9 +88,9 @@ impl SchedulerOptions {
 /// re-anchored when the wall clock steps; a run never starts before its
 /// slot, and a slot never runs twice on one scheduler.
 ///
-/// Clones share the scheduler. Dropping the last clone stops the driver
-/// and aborts running work; [`shutdown`](Scheduler::shutdown) stops it
-/// gracefully.
+/// Clones share the scheduler. Dropping the last clone stops the driver,
+/// drops pending tasks and cancels running ones;
+/// [`shutdown`](Scheduler::shutdown) stops it gracefully.
 ///
 /// # Examples
 ///
@@ -147,12 +147,18 @@ struct State {
     sleeping_until: u64,
     /// Wall minus monotonic at the last check, to notice wall steps.
     wall_offset: i128,
+    /// Jobs added since the driver last ran, whose first slot is not
+    /// computed yet.
+    unarmed: Vec<u64>,
     closed: bool,
 }
 
 struct JobState {
     job: Job,
     stats: Arc<JobStats>,
+    /// The wall time when the job was added, until its first slot is
+    /// computed; `None` once it is armed.
+    added_at: Option<WallTime>,
     next_slot: Option<WallTime>,
     timer: Option<TimerKey>,
     running: Vec<u64>,
@@ -193,6 +199,7 @@ impl Scheduler {
                 next_run: 0,
                 sleeping_until: u64::MAX,
                 wall_offset,
+                unarmed: Vec::new(),
                 closed: false,
             }),
             wake: Arc::new(Notify::new()),
@@ -271,7 +278,8 @@ impl Scheduler {
         })
     }
 
-    /// Adds a recurring job and arms its first slot.
+    /// Adds a recurring job. Its first slot is the first after now; the
+    /// driver computes it and arms the timer, so adding stays cheap.
     ///
     /// # Errors
     ///
@@ -279,27 +287,29 @@ impl Scheduler {
     pub fn add(&self, job: Job) -> Result<JobHandle, SchedError> {
         let stats = Arc::new(JobStats::default());
         let name = job.name.clone();
+        let added_at = self.inner.clock.wall();
         let mut state = self.inner.lock();
         if state.closed {
             return Err(SchedError::Closed);
         }
         let id = state.next_job;
         state.next_job += 1;
-        let next_slot = job.schedule.next_after(self.inner.clock.wall());
         state.jobs.insert(
             id,
             JobState {
                 job,
                 stats: stats.clone(),
-                next_slot,
+                added_at: Some(added_at),
+                next_slot: None,
                 timer: None,
                 running: Vec::new(),
                 queued: None,
             },
         );
-        self.inner.arm(&mut state, id);
+        state.unarmed.push(id);
         drop(state);
-        tracing::debug!(target: "pulse_sched", job = &*name, next = next_slot.map(|s| s.as_millis()), "job added");
+        self.inner.wake.notify_one();
+        tracing::debug!(target: "pulse_sched", job = &*name, "job added");
         Ok(JobHandle {
             inner: Arc::downgrade(&self.inner),
             id,
@@ -352,7 +362,8 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The first tick at or after `deadline`, so a timer never fires early.
+    /// Converts a deadline to the first tick at or after it, so a timer never
+    /// fires early.
     fn tick_of(&self, deadline: MonoTime) -> u64 {
         let nanos = deadline.as_nanos().saturating_sub(self.origin.as_nanos());
         nanos.div_ceil(TICK_NANOS)
@@ -399,6 +410,19 @@ impl Inner {
         }
     }
 
+    /// Computes the first slot of a job added since the last pass and arms
+    /// it.
+    fn arm_new(&self, state: &mut State, id: u64) {
+        let Some(job) = state.jobs.get_mut(&id) else {
+            return;
+        };
+        let Some(added_at) = job.added_at.take() else {
+            return;
+        };
+        job.next_slot = job.job.schedule.next_after(added_at);
+        self.arm(state, id);
+    }
+
     /// Re-arms every job when the wall clock stepped since the last check.
     fn check_wall(&self, state: &mut State) {
         let now = offset(&*self.clock);
@@ -413,7 +437,8 @@ impl Inner {
         }
     }
 
-    /// A job's timer fired: decide which slots run now and arm the next.
+    /// Handles a fired job timer: decides which slots run now and arms the
+    /// next one.
     fn on_job_timer(self: &Arc<Self>, state: &mut State, id: u64) {
         let wall = self.clock.wall();
         let Some(job) = state.jobs.get_mut(&id) else {
@@ -578,6 +603,20 @@ impl Inner {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: runs that are going cannot be waited
+        // for, so they are cancelled like under `ShutdownMode::Cancel`.
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for abort in state.runs.values() {
+            abort.abort();
+        }
+    }
+}
+
 /// Counts a run as active until it ends or is aborted.
 struct ActiveGuard {
     inner: Weak<Inner>,
@@ -606,8 +645,8 @@ fn offset(clock: &dyn Clock) -> i128 {
     clock.wall().as_nanos() as i128 - clock.now().as_nanos() as i128
 }
 
-/// The driver: fire what is due, then sleep until the next deadline, an
-/// earlier insert, or the next wall-clock check.
+/// Runs the driver loop: fires what is due, then sleeps until the next
+/// deadline, an earlier insert, or the next wall-clock check.
 async fn drive(weak: Weak<Inner>, stop: Signal) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
@@ -615,6 +654,9 @@ async fn drive(weak: Weak<Inner>, stop: Signal) {
         let mut due = Vec::new();
         let sleep_until = {
             let mut state = inner.lock();
+            for id in std::mem::take(&mut state.unarmed) {
+                inner.arm_new(&mut state, id);
+            }
             state.wheel.advance(now, |_, entry| due.push(entry));
             for entry in due.drain(..) {
                 match entry {
@@ -704,7 +746,8 @@ impl JobHandle {
     /// Returns the next slot the job waits for (UTC).
     pub fn next_fire(&self) -> Option<WallTime> {
         let inner = self.inner.upgrade()?;
-        let state = inner.lock();
+        let mut state = inner.lock();
+        inner.arm_new(&mut state, self.id);
         state.jobs.get(&self.id)?.next_slot
     }
 

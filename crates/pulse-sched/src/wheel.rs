@@ -278,7 +278,7 @@ impl<T> TimerWheel<T> {
         }
     }
 
-    /// The lowest level with an occupied slot at or after the current
+    /// Finds the lowest level with an occupied slot at or after the current
     /// position, and that slot.
     fn next_slot(&self) -> Option<(usize, usize)> {
         for level in 0..LEVELS {
@@ -314,7 +314,7 @@ impl<T> TimerWheel<T> {
     }
 }
 
-/// The level whose slot width separates `elapsed` from `when`.
+/// Returns the level whose slot width separates `elapsed` from `when`.
 fn level_for(elapsed: u64, when: u64) -> usize {
     let masked = (elapsed ^ when) | (SLOTS as u64 - 1);
     let significant = 63 - masked.leading_zeros() as usize;

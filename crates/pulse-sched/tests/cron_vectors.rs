@@ -22,7 +22,7 @@ fn in_zone(expr: &str, zone: &str) -> Cron {
         .unwrap()
 }
 
-/// Every fire time in `[from, to)`.
+/// Collects every fire time in `[from, to)`.
 fn fires(cron: &Cron, from: WallTime, to: WallTime) -> Vec<WallTime> {
     let mut out = Vec::new();
     let mut at = from.saturating_sub(std::time::Duration::from_nanos(1));
