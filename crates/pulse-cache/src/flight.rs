@@ -133,53 +133,51 @@ where
     K: Eq + Hash + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    fn run<F, Fut>(&self, key: K, load: F) -> impl Future<Output = Result<V>> + Send
+    async fn run<F, Fut>(&self, key: K, load: F) -> Result<V>
     where
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = Result<V>> + Send,
     {
-        async move {
-            let mut load = Some(load);
-            loop {
-                let (call, leading) = {
-                    let mut calls = self.calls.lock();
-                    match calls.get(&key) {
-                        Some(call) => (call.clone(), false),
-                        None => {
-                            let call = Arc::new(Call {
-                                state: Mutex::new(State::Running),
-                                changed: Notify::new(),
-                            });
-                            calls.insert(key.clone(), call.clone());
-                            (call, true)
-                        }
+        let mut load = Some(load);
+        loop {
+            let (call, leading) = {
+                let mut calls = self.calls.lock();
+                match calls.get(&key) {
+                    Some(call) => (call.clone(), false),
+                    None => {
+                        let call = Arc::new(Call {
+                            state: Mutex::new(State::Running),
+                            changed: Notify::new(),
+                        });
+                        calls.insert(key.clone(), call.clone());
+                        (call, true)
                     }
+                }
+            };
+
+            if leading {
+                let mut leader = Leader {
+                    flight: self,
+                    key: &key,
+                    call: &call,
+                    finished: false,
                 };
-
-                if leading {
-                    let mut leader = Leader {
-                        flight: self,
-                        key: &key,
-                        call: &call,
-                        finished: false,
-                    };
-                    let Some(load) = load.take() else {
-                        unreachable!("a caller leads at most once")
-                    };
-                    let result = load().await;
-                    let shared = match &result {
-                        Ok(value) => Ok(value.clone()),
-                        Err(err) => Err(share_error(err)),
-                    };
-                    leader.settle(State::Done(shared));
-                    return result;
-                }
-
-                if let Some(result) = wait(&call).await {
-                    return result;
-                }
-                // The leader went away: loop and try to lead.
+                let Some(load) = load.take() else {
+                    unreachable!("a caller leads at most once")
+                };
+                let result = load().await;
+                let shared = match &result {
+                    Ok(value) => Ok(value.clone()),
+                    Err(err) => Err(share_error(err)),
+                };
+                leader.settle(State::Done(shared));
+                return result;
             }
+
+            if let Some(result) = wait(&call).await {
+                return result;
+            }
+            // The leader went away: loop and try to lead.
         }
     }
 }

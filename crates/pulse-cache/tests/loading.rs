@@ -53,7 +53,7 @@ async fn a_loader_polled_once_then_dropped_does_not_block_the_next_caller() {
     // The first caller starts a load that never finishes, is polled once,
     // then dropped.
     {
-        let first = cache.get_or_load("k".to_owned(), || std::future::pending());
+        let first = cache.get_or_load("k".to_owned(), std::future::pending);
         let mut first = pin!(first);
         let mut cx = Context::from_waker(Waker::noop());
         assert!(first.as_mut().poll(&mut cx).is_pending());

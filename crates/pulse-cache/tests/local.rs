@@ -247,3 +247,19 @@ fn blocking_loader_runs_once_and_retries_after_failure() {
     assert_eq!(cache.get_or_insert_with(1, || Ok(5)).unwrap(), 5);
     assert_eq!(cache.get_or_insert_with(1, || Ok(6)).unwrap(), 5);
 }
+
+#[test]
+fn memory_per_entry_is_bounded() {
+    let cache = LocalCache::<u64, u64>::builder()
+        .max_entries(100_000)
+        .ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    for i in 0..100_000 {
+        cache.insert(i, i).unwrap();
+    }
+    let per_entry = cache.memory_used() as f64 / cache.entry_count() as f64;
+    eprintln!("memory per u64 -> u64 entry: {per_entry:.1} bytes");
+    // Key, value and expiry data take 40 bytes; the tables add their share.
+    assert!(per_entry < 128.0, "{per_entry} bytes per entry");
+}

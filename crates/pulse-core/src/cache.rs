@@ -28,6 +28,10 @@ use tokio::sync::broadcast;
 use crate::BoxFuture;
 use crate::error::Result;
 
+/// A value with the TTL it has left, `None` when it has none or the store
+/// cannot tell: what [`CacheStore::get_with_ttl`] returns.
+pub type ValueWithTtl = (Bytes, Option<Duration>);
+
 /// One change that a near cache must apply to its local copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invalidation {
@@ -124,7 +128,7 @@ pub trait CacheStore: Send + Sync {
     fn get_with_ttl(
         &self,
         key: &str,
-    ) -> impl Future<Output = Result<Option<(Bytes, Option<Duration>)>>> + Send {
+    ) -> impl Future<Output = Result<Option<ValueWithTtl>>> + Send {
         async move { Ok(self.get(key).await?.map(|value| (value, None))) }
     }
 
@@ -166,7 +170,7 @@ pub trait DynCacheStore: Send + Sync {
     fn get_with_ttl_boxed<'a>(
         &'a self,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(Bytes, Option<Duration>)>>>;
+    ) -> BoxFuture<'a, Result<Option<ValueWithTtl>>>;
     /// Boxed form of [`CacheStore::get_many`].
     fn get_many_boxed<'a>(
         &'a self,
@@ -197,7 +201,7 @@ impl<S: CacheStore> DynCacheStore for S {
     fn get_with_ttl_boxed<'a>(
         &'a self,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(Bytes, Option<Duration>)>>> {
+    ) -> BoxFuture<'a, Result<Option<ValueWithTtl>>> {
         Box::pin(CacheStore::get_with_ttl(self, key))
     }
 
@@ -226,7 +230,7 @@ impl CacheStore for dyn DynCacheStore + '_ {
         self.delete_boxed(key).await
     }
 
-    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, Option<Duration>)>> {
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<ValueWithTtl>> {
         self.get_with_ttl_boxed(key).await
     }
 
@@ -260,7 +264,7 @@ impl<S: CacheStore + ?Sized> CacheStore for Arc<S> {
     fn get_with_ttl(
         &self,
         key: &str,
-    ) -> impl Future<Output = Result<Option<(Bytes, Option<Duration>)>>> + Send {
+    ) -> impl Future<Output = Result<Option<ValueWithTtl>>> + Send {
         (**self).get_with_ttl(key)
     }
 

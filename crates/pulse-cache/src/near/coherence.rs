@@ -13,7 +13,6 @@
 //! side runs second sees the other. Two keys sharing a stripe only cost an
 //! occasional skipped store, never a stale read.
 
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use quick_cache::DefaultHashBuilder;
@@ -51,9 +50,7 @@ impl Coherence {
     }
 
     fn stripe(&self, key: &str) -> usize {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
-        (hasher.finish() as usize) % STRIPES
+        (self.hasher.hash_one(key) as usize) % STRIPES
     }
 
     /// Takes a mark before a fetch of `key`.
