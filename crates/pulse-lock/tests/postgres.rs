@@ -47,12 +47,17 @@ async fn granted(client: &tokio_postgres::Client, hash: i64) -> i64 {
 fn authority(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let rest = rest.split(['/', '?']).next().unwrap_or(rest);
-    rest.rsplit_once('@').map_or(rest, |(_, host)| host).to_owned()
+    rest.rsplit_once('@')
+        .map_or(rest, |(_, host)| host)
+        .to_owned()
 }
 
 /// Returns the server address of a URL, with `localhost` as 127.0.0.1.
 fn server_addr(url: &str) -> Option<std::net::SocketAddr> {
-    authority(url).replace("localhost", "127.0.0.1").parse().ok()
+    authority(url)
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,11 +158,15 @@ async fn cut_connection_fires_lost() {
     };
     let schema = TestSchema::create(&url).await.unwrap();
     let Some(upstream) = server_addr(schema.url()) else {
-        eprintln!("SKIPPED cut_connection_fires_lost: the PostgreSQL URL names no IP address and port");
+        eprintln!(
+            "SKIPPED cut_connection_fires_lost: the PostgreSQL URL names no IP address and port"
+        );
         return;
     };
     let proxy = pulse_testkit::proxy::Proxy::start(upstream).await.unwrap();
-    let via_proxy = schema.url().replacen(&authority(schema.url()), &proxy.addr().to_string(), 1);
+    let via_proxy = schema
+        .url()
+        .replacen(&authority(schema.url()), &proxy.addr().to_string(), 1);
     let locks = PgLock::connect(&via_proxy, options(schema.name())).unwrap();
     locks.migrate().await.unwrap();
 

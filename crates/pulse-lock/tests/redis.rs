@@ -564,3 +564,61 @@ async fn two_processes_fence_writes() {
     );
     let _: () = conn.del(&resource).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_renewal_leaves_new_holder() {
+    let server = RedisServer::start().unwrap();
+    let proxy = pulse_testkit::proxy::Proxy::start(server.addr())
+        .await
+        .unwrap();
+    let slow = RedisLock::connect(
+        &format!("redis://{}", proxy.addr()),
+        options("late").watchdog(true),
+    )
+    .unwrap();
+    let fast = RedisLock::connect(&server.url(), options("late")).unwrap();
+
+    // The watchdog renews at 200 ms, but the proxy holds the renewal for
+    // 1.5 s, so it reaches Redis after the 600 ms TTL ran out.
+    let stale = slow
+        .try_acquire("job", Duration::from_millis(600))
+        .await
+        .unwrap()
+        .unwrap();
+    proxy.set_delay(Duration::from_millis(1500));
+    tokio::time::timeout(Duration::from_secs(5), stale.lost().fired())
+        .await
+        .expect("lost fired at the deadline");
+    let holder = fast
+        .acquire("job", Duration::from_secs(30), Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    // Let the delayed renewal arrive and fail.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut conn = raw(&server.url()).await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Only the extend and release scripts call GET, and nothing released yet.
+    assert!(
+        info.contains("cmdstat_get:"),
+        "the renewal never reached Redis: {info}"
+    );
+    let key = owner_key("late", "job");
+    let owner: Option<String> = conn.get(&key).await.unwrap();
+    assert_eq!(
+        owner.as_deref(),
+        Some(holder.owner()),
+        "the late renewal took the lock back"
+    );
+    let ttl: i64 = conn.pttl(&key).await.unwrap();
+    assert!(
+        ttl > 25_000,
+        "the late renewal changed the new holder's TTL: {ttl} ms"
+    );
+    fast.release(holder).await.unwrap();
+    drop(stale);
+}

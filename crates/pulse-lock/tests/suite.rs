@@ -12,7 +12,7 @@ async fn memory_lock_passes_suite() {
     let clock = SystemClock::new();
     let lock = MemoryLock::with_options(
         LeaseOptions::new()
-            .clock(clock.clone())
+            .clock(clock)
             .drift_margin(Duration::from_millis(20)),
     );
     let setup = LockSetup::new(

@@ -92,10 +92,10 @@ impl Semaphore {
         timeout: Duration,
     ) -> Result<Option<SemaphorePermit>, LockError> {
         self.check(permits)?;
-        Ok(tokio::time::timeout(timeout, self.acquire(permits))
+        tokio::time::timeout(timeout, self.acquire(permits))
             .await
             .ok()
-            .transpose()?)
+            .transpose()
     }
 
     fn check(&self, permits: u32) -> Result<(), LockError> {
