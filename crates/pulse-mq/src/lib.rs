@@ -68,5 +68,7 @@ pub mod redis;
 
 pub use error::MqError;
 pub use memory::{MemoryBroker, MemoryPublisher, MemorySubscriber, MemorySubscription};
-pub use message::{Limits, MAX_HEADER_VALUE_LEN, MAX_NAME_LEN, MessageExt, headers, message, new_id};
+pub use message::{
+    Limits, MAX_HEADER_VALUE_LEN, MAX_NAME_LEN, MessageExt, headers, message, new_id,
+};
 pub use pulse_core::mq::{Capabilities, Delivery, Message, Publisher, Subscriber, Subscription};

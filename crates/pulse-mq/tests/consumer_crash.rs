@@ -18,7 +18,12 @@ struct Outcome {
     redelivered: HashSet<String>,
 }
 
-async fn crash_mid_batch(publisher: Arc<dyn DynPublisher>, subscriber: Arc<dyn DynSubscriber>, topic: &str, wait: Duration) -> Outcome {
+async fn crash_mid_batch(
+    publisher: Arc<dyn DynPublisher>,
+    subscriber: Arc<dyn DynSubscriber>,
+    topic: &str,
+    wait: Duration,
+) -> Outcome {
     let handled: Arc<Mutex<HashSet<String>>> = Arc::default();
     let held: Arc<Mutex<HashSet<String>>> = Arc::default();
     let redelivered: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -48,9 +53,14 @@ async fn crash_mid_batch(publisher: Arc<dyn DynPublisher>, subscriber: Arc<dyn D
         })
     };
 
-    let messages: Vec<Message> = (0..MESSAGES).map(|i| Message::new(format!("m-{i}"), &b"0123456789abcdef"[..])).collect();
+    let messages: Vec<Message> = (0..MESSAGES)
+        .map(|i| Message::new(format!("m-{i}"), &b"0123456789abcdef"[..]))
+        .collect();
     for chunk in messages.chunks(500) {
-        publisher.publish_batch_boxed(topic, chunk.to_vec()).await.unwrap();
+        publisher
+            .publish_batch_boxed(topic, chunk.to_vec())
+            .await
+            .unwrap();
     }
     ready_rx.await.expect("victim took its batch");
     victim.abort();
@@ -63,7 +73,9 @@ async fn crash_mid_batch(publisher: Arc<dyn DynPublisher>, subscriber: Arc<dyn D
         let (handled, redelivered) = (handled.clone(), redelivered.clone());
         survivors.spawn(async move {
             while handled.lock().unwrap().len() < MESSAGES && Instant::now() < deadline {
-                let Ok(Some(next)) = tokio::time::timeout(Duration::from_millis(500), subscription.next()).await else {
+                let Ok(Some(next)) =
+                    tokio::time::timeout(Duration::from_millis(500), subscription.next()).await
+                else {
                     continue;
                 };
                 let delivery = next.unwrap();
@@ -87,32 +99,67 @@ async fn crash_mid_batch(publisher: Arc<dyn DynPublisher>, subscriber: Arc<dyn D
 }
 
 fn check(outcome: &Outcome) {
-    assert_eq!(outcome.handled.len(), MESSAGES, "messages lost after a consumer crash");
-    assert_eq!(outcome.held_by_victim.len(), VICTIM_TAKES - VICTIM_TAKES.div_ceil(3));
-    let missing: Vec<&String> = outcome.held_by_victim.difference(&outcome.redelivered).collect();
-    assert!(missing.is_empty(), "held by the killed consumer and never redelivered: {} ids, first {:?}", missing.len(), missing.first());
+    assert_eq!(
+        outcome.handled.len(),
+        MESSAGES,
+        "messages lost after a consumer crash"
+    );
+    assert_eq!(
+        outcome.held_by_victim.len(),
+        VICTIM_TAKES - VICTIM_TAKES.div_ceil(3)
+    );
+    let missing: Vec<&String> = outcome
+        .held_by_victim
+        .difference(&outcome.redelivered)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "held by the killed consumer and never redelivered: {} ids, first {:?}",
+        missing.len(),
+        missing.first()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_consumer_crash_loses_nothing() {
-    let broker = MemoryBroker::builder().visibility_timeout(Duration::from_secs(1)).build();
-    let outcome = crash_mid_batch(Arc::new(broker.publisher()), Arc::new(broker.subscriber()), "crash", Duration::from_secs(60)).await;
+    let broker = MemoryBroker::builder()
+        .visibility_timeout(Duration::from_secs(1))
+        .build();
+    let outcome = crash_mid_batch(
+        Arc::new(broker.publisher()),
+        Arc::new(broker.subscriber()),
+        "crash",
+        Duration::from_secs(60),
+    )
+    .await;
     check(&outcome);
 }
 
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_consumer_crash_loses_nothing() {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     let prefix = pulse_testkit::unique_prefix("mq");
     let streams = pulse_mq::redis::RedisStreams::from_url(&url)
         .unwrap()
         .prefix(prefix.clone())
         .visibility_timeout(Duration::from_secs(1))
         .claim_interval(Duration::from_millis(200));
-    let outcome = crash_mid_batch(Arc::new(streams.publisher()), Arc::new(streams.subscriber()), "crash", Duration::from_secs(90)).await;
+    let outcome = crash_mid_batch(
+        Arc::new(streams.publisher()),
+        Arc::new(streams.subscriber()),
+        "crash",
+        Duration::from_secs(90),
+    )
+    .await;
 
     let mut conn = streams.pool().get().await.unwrap();
-    let _: i64 = deadpool_redis::redis::cmd("DEL").arg(streams.stream_key("crash")).query_async(&mut conn).await.unwrap();
+    let _: i64 = deadpool_redis::redis::cmd("DEL")
+        .arg(streams.stream_key("crash"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     check(&outcome);
 }

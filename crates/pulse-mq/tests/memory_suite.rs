@@ -42,7 +42,10 @@ impl MqBackend for Memory {
         Box::pin(async move { Ok(publisher) })
     }
 
-    fn subscriber(&self, _via: Option<SocketAddr>) -> BoxFuture<'_, Result<Arc<dyn DynSubscriber>>> {
+    fn subscriber(
+        &self,
+        _via: Option<SocketAddr>,
+    ) -> BoxFuture<'_, Result<Arc<dyn DynSubscriber>>> {
         let subscriber: Arc<dyn DynSubscriber> = Arc::new(self.broker.subscriber());
         Box::pin(async move { Ok(subscriber) })
     }
@@ -53,7 +56,11 @@ async fn memory_passes_suite() {
     let report = mq::run_all(&Memory::new()).await;
     assert!(report.passed.contains(&"order_per_key"));
     assert_eq!(
-        report.skipped.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        report
+            .skipped
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>(),
         ["replays_old_messages", "connection_cut"]
     );
 }

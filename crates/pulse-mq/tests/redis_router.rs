@@ -24,19 +24,33 @@ fn streams(url: &str, prefix: &str) -> RedisStreams {
 
 async fn delete_prefix(streams: &RedisStreams, prefix: &str) {
     let mut conn = streams.pool().get().await.unwrap();
-    let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     if !keys.is_empty() {
-        let _: i64 = deadpool_redis::redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+        let _: i64 = deadpool_redis::redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_retry_then_dead_letter() {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     let prefix = pulse_testkit::unique_prefix("mq");
     let streams = streams(&url, &prefix);
     let publisher = Arc::new(streams.publisher());
-    let mut dead = streams.subscriber().subscribe("orders.dead", "check").await.unwrap();
+    let mut dead = streams
+        .subscriber()
+        .subscribe("orders.dead", "check")
+        .await
+        .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
 
@@ -53,14 +67,32 @@ async fn redis_retry_then_dead_letter() {
         ])
         .await
         .unwrap();
-    publisher.publish("orders", Message::new("order-1", "x")).await.unwrap();
+    publisher
+        .publish("orders", Message::new("order-1", "x"))
+        .await
+        .unwrap();
 
-    let letter = tokio::time::timeout(WAIT, dead.next()).await.unwrap().unwrap().unwrap();
+    let letter = tokio::time::timeout(WAIT, dead.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 4);
-    assert_eq!(letter.message().header(headers::DEAD_LETTER_REASON), Some("database is down"));
-    assert_eq!(letter.message().header(headers::ORIGINAL_TOPIC), Some("orders"));
+    assert_eq!(
+        letter.message().header(headers::DEAD_LETTER_REASON),
+        Some("database is down")
+    );
+    assert_eq!(
+        letter.message().header(headers::ORIGINAL_TOPIC),
+        Some("orders")
+    );
     letter.ack().await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(1500), dead.next()).await.is_err(), "a second dead letter");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), dead.next())
+            .await
+            .is_err(),
+        "a second dead letter"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     running.shutdown().await.unwrap();
     delete_prefix(&streams, &prefix).await;
@@ -68,11 +100,17 @@ async fn redis_retry_then_dead_letter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_dead_letter_after_three_deliveries() {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     let prefix = pulse_testkit::unique_prefix("mq");
     let streams = streams(&url, &prefix);
     let publisher = Arc::new(streams.publisher());
-    let mut dead = streams.subscriber().subscribe("jobs.dead", "check").await.unwrap();
+    let mut dead = streams
+        .subscriber()
+        .subscribe("jobs.dead", "check")
+        .await
+        .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
 
@@ -89,10 +127,20 @@ async fn redis_dead_letter_after_three_deliveries() {
         ])
         .await
         .unwrap();
-    publisher.publish("jobs", Message::new("job-1", "x")).await.unwrap();
+    publisher
+        .publish("jobs", Message::new("job-1", "x"))
+        .await
+        .unwrap();
 
-    let letter = tokio::time::timeout(WAIT, dead.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(letter.message().header(headers::DELIVERY_ATTEMPTS), Some("3"));
+    let letter = tokio::time::timeout(WAIT, dead.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        letter.message().header(headers::DELIVERY_ATTEMPTS),
+        Some("3")
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     letter.ack().await.unwrap();
     running.shutdown().await.unwrap();
@@ -101,36 +149,63 @@ async fn redis_dead_letter_after_three_deliveries() {
 
 #[tokio::test]
 async fn redis_dedup_store_claims_once() {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     let prefix = pulse_testkit::unique_prefix("mq");
     let streams = streams(&url, &prefix);
     let store = RedisDedupStore::new(streams.pool().clone(), prefix.clone());
     let other = RedisDedupStore::new(streams.pool().clone(), prefix.clone());
 
     assert!(store.claim("h:m-1", Duration::from_secs(60)).await.unwrap());
-    assert!(!other.claim("h:m-1", Duration::from_secs(60)).await.unwrap(), "a second process must see the claim");
+    assert!(
+        !other.claim("h:m-1", Duration::from_secs(60)).await.unwrap(),
+        "a second process must see the claim"
+    );
     store.release("h:m-1").await.unwrap();
     assert!(other.claim("h:m-1", Duration::from_secs(60)).await.unwrap());
-    assert!(store.claim("h:short", Duration::from_millis(50)).await.unwrap());
+    assert!(
+        store
+            .claim("h:short", Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
     tokio::time::sleep(Duration::from_millis(120)).await;
-    assert!(store.claim("h:short", Duration::from_millis(50)).await.unwrap(), "an expired claim must be free");
+    assert!(
+        store
+            .claim("h:short", Duration::from_millis(50))
+            .await
+            .unwrap(),
+        "an expired claim must be free"
+    );
     delete_prefix(&streams, &prefix).await;
 }
 
 #[tokio::test]
 async fn redis_rejects_bad_input() {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     let prefix = pulse_testkit::unique_prefix("mq");
     let streams = streams(&url, &prefix).limits(pulse_mq::Limits::default().max_payload(8));
     let publisher = streams.publisher();
 
-    let err = publisher.publish("orders", Message::new("big", "123456789")).await.unwrap_err();
+    let err = publisher
+        .publish("orders", Message::new("big", "123456789"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), pulse_core::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("9 bytes"), "{err}");
-    let err = publisher.publish("has space", Message::new("m", "x")).await.unwrap_err();
+    let err = publisher
+        .publish("has space", Message::new("m", "x"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), pulse_core::ErrorKind::InvalidInput);
     let err = publisher
-        .publish("orders", Message::new("m", "x").with_header("x", "line\nbreak"))
+        .publish(
+            "orders",
+            Message::new("m", "x").with_header("x", "line\nbreak"),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), pulse_core::ErrorKind::InvalidInput);
@@ -138,6 +213,10 @@ async fn redis_rejects_bad_input() {
     let batch = vec![Message::new("ok", "x"), Message::new("big", "123456789")];
     assert!(publisher.publish_batch("orders", batch).await.is_err());
     let mut conn = streams.pool().get().await.unwrap();
-    let exists: i64 = deadpool_redis::redis::cmd("EXISTS").arg(streams.stream_key("orders")).query_async(&mut conn).await.unwrap();
+    let exists: i64 = deadpool_redis::redis::cmd("EXISTS")
+        .arg(streams.stream_key("orders"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(exists, 0);
 }

@@ -38,7 +38,11 @@ fn split_url(url: &str) -> (&str, &str, &str) {
     let end = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..end];
     let host_start = authority.rfind('@').map_or(0, |i| i + 1);
-    (&url[..start + host_start], &authority[host_start..], &rest[end..])
+    (
+        &url[..start + host_start],
+        &authority[host_start..],
+        &rest[end..],
+    )
 }
 
 fn replace_authority(url: &str, addr: SocketAddr) -> String {
@@ -60,12 +64,16 @@ impl MqBackend for Redis {
     }
 
     fn publisher(&self, via: Option<SocketAddr>) -> BoxFuture<'_, Result<Arc<dyn DynPublisher>>> {
-        let made = self.streams(via).map(|s| Arc::new(s.publisher()) as Arc<dyn DynPublisher>);
+        let made = self
+            .streams(via)
+            .map(|s| Arc::new(s.publisher()) as Arc<dyn DynPublisher>);
         Box::pin(async move { made })
     }
 
     fn subscriber(&self, via: Option<SocketAddr>) -> BoxFuture<'_, Result<Arc<dyn DynSubscriber>>> {
-        let made = self.streams(via).map(|s| Arc::new(s.subscriber()) as Arc<dyn DynSubscriber>);
+        let made = self
+            .streams(via)
+            .map(|s| Arc::new(s.subscriber()) as Arc<dyn DynSubscriber>);
         Box::pin(async move { made })
     }
 
@@ -77,7 +85,9 @@ impl MqBackend for Redis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_passes_suite() {
-    let Some(url) = pulse_testkit::services::redis_url() else { return };
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
     let backend = Redis {
         url,
         prefix: pulse_testkit::unique_prefix("mq"),
@@ -86,7 +96,11 @@ async fn redis_passes_suite() {
     assert!(report.passed.contains(&"connection_cut"));
     assert!(report.passed.contains(&"replays_old_messages"));
     assert_eq!(
-        report.skipped.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        report
+            .skipped
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>(),
         ["order_per_key"]
     );
     cleanup(&backend).await;
@@ -101,6 +115,10 @@ async fn cleanup(backend: &Redis) {
         .await
         .expect("KEYS");
     if !keys.is_empty() {
-        let _: i64 = deadpool_redis::redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("DEL");
+        let _: i64 = deadpool_redis::redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
     }
 }

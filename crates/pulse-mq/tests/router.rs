@@ -12,7 +12,10 @@ use pulse_mq::{MemoryBroker, MemorySubscription, headers};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn next(subscription: &mut MemorySubscription, wait: Duration) -> Option<pulse_core::mq::Delivery> {
+async fn next(
+    subscription: &mut MemorySubscription,
+    wait: Duration,
+) -> Option<pulse_core::mq::Delivery> {
     tokio::time::timeout(wait, subscription.next())
         .await
         .ok()
@@ -46,11 +49,18 @@ fn counting_failure(calls: Arc<AtomicUsize>) -> router::Handler {
 async fn retry_then_dead_letter_vector() {
     let broker = MemoryBroker::new();
     let publisher = Arc::new(broker.publisher());
-    let mut dead = broker.subscriber().subscribe("orders.dead", "check").await.unwrap();
+    let mut dead = broker
+        .subscriber()
+        .subscribe("orders.dead", "check")
+        .await
+        .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
 
     let running = Router::builder()
-        .middleware(router::retry(3, Backoff::new(Duration::from_millis(1)).jitter(0.0)))
+        .middleware(router::retry(
+            3,
+            Backoff::new(Duration::from_millis(1)).jitter(0.0),
+        ))
         .build()
         .run(vec![
             Route::new("billing", "orders", Arc::new(broker.subscriber()))
@@ -59,18 +69,27 @@ async fn retry_then_dead_letter_vector() {
         ])
         .await
         .unwrap();
-    publisher.publish("orders", Message::new("order-1", "x")).await.unwrap();
+    publisher
+        .publish("orders", Message::new("order-1", "x"))
+        .await
+        .unwrap();
 
     let letter = next(&mut dead, WAIT).await.expect("one dead letter");
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     let message = letter.message();
     assert_eq!(message.id, "order-1");
-    assert_eq!(message.header(headers::DEAD_LETTER_REASON), Some("database is down"));
+    assert_eq!(
+        message.header(headers::DEAD_LETTER_REASON),
+        Some("database is down")
+    );
     assert_eq!(message.header(headers::ORIGINAL_TOPIC), Some("orders"));
     assert_eq!(message.header(headers::DELIVERY_ATTEMPTS), Some("1"));
     letter.ack().await.unwrap();
 
-    assert!(next(&mut dead, Duration::from_millis(200)).await.is_none(), "a second dead letter");
+    assert!(
+        next(&mut dead, Duration::from_millis(200)).await.is_none(),
+        "a second dead letter"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     running.shutdown().await.unwrap();
     assert_eq!(broker.backlog("orders", "billing"), 0);
@@ -92,12 +111,20 @@ async fn failing_handler_backs_off() {
         ])
         .await
         .unwrap();
-    broker.publisher().publish("orders", Message::new("m", "x")).await.unwrap();
+    broker
+        .publisher()
+        .publish("orders", Message::new("m", "x"))
+        .await
+        .unwrap();
 
     assert!(eventually(|| calls.load(Ordering::SeqCst) == 1).await);
     // The clock stands still, so the nacked message must not come back.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "redelivered before the nack delay");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "redelivered before the nack delay"
+    );
 
     clock.advance(Duration::from_secs(1));
     assert!(eventually(|| calls.load(Ordering::SeqCst) == 2).await);
@@ -114,7 +141,11 @@ async fn failing_handler_backs_off() {
 async fn panic_is_dead_lettered() {
     let broker = MemoryBroker::new();
     let publisher = Arc::new(broker.publisher());
-    let mut dead = broker.subscriber().subscribe("jobs.dead", "check").await.unwrap();
+    let mut dead = broker
+        .subscriber()
+        .subscribe("jobs.dead", "check")
+        .await
+        .unwrap();
     let running = Router::builder()
         .middleware(router::recover_panics())
         .build()
@@ -130,10 +161,16 @@ async fn panic_is_dead_lettered() {
         ])
         .await
         .unwrap();
-    publisher.publish("jobs", Message::new("job-1", "x")).await.unwrap();
+    publisher
+        .publish("jobs", Message::new("job-1", "x"))
+        .await
+        .unwrap();
 
     let letter = next(&mut dead, WAIT).await.expect("dead letter");
-    let reason = letter.message().header(headers::DEAD_LETTER_REASON).unwrap();
+    let reason = letter
+        .message()
+        .header(headers::DEAD_LETTER_REASON)
+        .unwrap();
     assert!(reason.contains("panicked: index out of range"), "{reason}");
     running.shutdown().await.unwrap();
 }
@@ -142,7 +179,11 @@ async fn panic_is_dead_lettered() {
 async fn permanent_error_skips_redelivery() {
     let broker = MemoryBroker::new();
     let publisher = Arc::new(broker.publisher());
-    let mut dead = broker.subscriber().subscribe("in.dead", "check").await.unwrap();
+    let mut dead = broker
+        .subscriber()
+        .subscribe("in.dead", "check")
+        .await
+        .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let running = Router::builder()
@@ -158,11 +199,21 @@ async fn permanent_error_skips_redelivery() {
         ])
         .await
         .unwrap();
-    publisher.publish("in", Message::new("bad", "{")).await.unwrap();
+    publisher
+        .publish("in", Message::new("bad", "{"))
+        .await
+        .unwrap();
 
     let letter = next(&mut dead, WAIT).await.expect("dead letter");
-    assert_eq!(letter.message().header(headers::DEAD_LETTER_REASON), Some("payload is not JSON"));
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "a permanent error must not be retried");
+    assert_eq!(
+        letter.message().header(headers::DEAD_LETTER_REASON),
+        Some("payload is not JSON")
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a permanent error must not be retried"
+    );
     running.shutdown().await.unwrap();
 }
 
@@ -170,20 +221,32 @@ async fn permanent_error_skips_redelivery() {
 async fn output_without_topic_is_dead_lettered() {
     let broker = MemoryBroker::new();
     let publisher = Arc::new(broker.publisher());
-    let mut dead = broker.subscriber().subscribe("in.dead", "check").await.unwrap();
+    let mut dead = broker
+        .subscriber()
+        .subscribe("in.dead", "check")
+        .await
+        .unwrap();
     let running = Router::builder()
         .build()
         .run(vec![
             Route::new("echo", "in", Arc::new(broker.subscriber()))
                 .dead_letter("in.dead", publisher.clone(), 3)
-                .handler(router::handler(|message, _context| async move { Ok(vec![message]) })),
+                .handler(router::handler(|message, _context| async move {
+                    Ok(vec![message])
+                })),
         ])
         .await
         .unwrap();
-    publisher.publish("in", Message::new("m", "x")).await.unwrap();
+    publisher
+        .publish("in", Message::new("m", "x"))
+        .await
+        .unwrap();
 
     let letter = next(&mut dead, WAIT).await.expect("dead letter");
-    let reason = letter.message().header(headers::DEAD_LETTER_REASON).unwrap();
+    let reason = letter
+        .message()
+        .header(headers::DEAD_LETTER_REASON)
+        .unwrap();
     assert!(reason.contains("no output topic"), "{reason}");
     running.shutdown().await.unwrap();
 }
@@ -206,15 +269,27 @@ async fn correlation_id_reaches_outputs() {
         .await
         .unwrap();
     publisher
-        .publish("in", Message::new("first", "x").with_header(headers::CORRELATION_ID, "req-7"))
+        .publish(
+            "in",
+            Message::new("first", "x").with_header(headers::CORRELATION_ID, "req-7"),
+        )
         .await
         .unwrap();
-    publisher.publish("in", Message::new("second", "x")).await.unwrap();
+    publisher
+        .publish("in", Message::new("second", "x"))
+        .await
+        .unwrap();
 
     let mut seen = Vec::new();
     for _ in 0..2 {
         let delivery = next(&mut out, WAIT).await.expect("output");
-        seen.push(delivery.message().header(headers::CORRELATION_ID).unwrap().to_owned());
+        seen.push(
+            delivery
+                .message()
+                .header(headers::CORRELATION_ID)
+                .unwrap()
+                .to_owned(),
+        );
         delivery.ack().await.unwrap();
     }
     seen.sort();
@@ -228,7 +303,10 @@ async fn dedup_skips_same_id() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let running = Router::builder()
-        .middleware(router::deduplicate(Arc::new(MemoryDedupStore::new()), Duration::from_secs(60)))
+        .middleware(router::deduplicate(
+            Arc::new(MemoryDedupStore::new()),
+            Duration::from_secs(60),
+        ))
         .build()
         .run(vec![
             Route::new("once", "in", Arc::new(broker.subscriber()))
@@ -242,9 +320,15 @@ async fn dedup_skips_same_id() {
         .unwrap();
     let publisher = broker.publisher();
     for _ in 0..3 {
-        publisher.publish("in", Message::new("same", "x")).await.unwrap();
+        publisher
+            .publish("in", Message::new("same", "x"))
+            .await
+            .unwrap();
     }
-    publisher.publish("in", Message::new("other", "x")).await.unwrap();
+    publisher
+        .publish("in", Message::new("other", "x"))
+        .await
+        .unwrap();
 
     assert!(eventually(|| broker.backlog("in", "once") == 0).await);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -257,22 +341,39 @@ async fn dedup_forgets_failed_message() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let running = Router::builder()
-        .middleware(router::deduplicate(Arc::new(MemoryDedupStore::new()), Duration::from_secs(60)))
+        .middleware(router::deduplicate(
+            Arc::new(MemoryDedupStore::new()),
+            Duration::from_secs(60),
+        ))
         .build()
         .run(vec![
             Route::new("flaky", "in", Arc::new(broker.subscriber()))
                 .redelivery(Backoff::new(Duration::from_millis(1)))
                 .handler(router::handler(move |_message, _context| {
                     let call = counter.fetch_add(1, Ordering::SeqCst);
-                    async move { if call == 0 { Err(HandlerError::msg("first call fails")) } else { Ok(Vec::new()) } }
+                    async move {
+                        if call == 0 {
+                            Err(HandlerError::msg("first call fails"))
+                        } else {
+                            Ok(Vec::new())
+                        }
+                    }
                 })),
         ])
         .await
         .unwrap();
-    broker.publisher().publish("in", Message::new("m", "x")).await.unwrap();
+    broker
+        .publisher()
+        .publish("in", Message::new("m", "x"))
+        .await
+        .unwrap();
 
     assert!(eventually(|| broker.backlog("in", "flaky") == 0).await);
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "the redelivery after a failure must be handled");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the redelivery after a failure must be handled"
+    );
     running.shutdown().await.unwrap();
 }
 
@@ -280,7 +381,11 @@ async fn dedup_forgets_failed_message() {
 async fn timeout_fails_slow_handler() {
     let broker = MemoryBroker::new();
     let publisher = Arc::new(broker.publisher());
-    let mut dead = broker.subscriber().subscribe("in.dead", "check").await.unwrap();
+    let mut dead = broker
+        .subscriber()
+        .subscribe("in.dead", "check")
+        .await
+        .unwrap();
     let running = Router::builder()
         .middleware(router::timeout(Duration::from_millis(50)))
         .build()
@@ -294,10 +399,16 @@ async fn timeout_fails_slow_handler() {
         ])
         .await
         .unwrap();
-    publisher.publish("in", Message::new("m", "x")).await.unwrap();
+    publisher
+        .publish("in", Message::new("m", "x"))
+        .await
+        .unwrap();
 
     let letter = next(&mut dead, WAIT).await.expect("dead letter");
-    let reason = letter.message().header(headers::DEAD_LETTER_REASON).unwrap();
+    let reason = letter
+        .message()
+        .header(headers::DEAD_LETTER_REASON)
+        .unwrap();
     assert!(reason.contains("timed out"), "{reason}");
     running.shutdown().await.unwrap();
 }
@@ -327,11 +438,22 @@ async fn concurrency_limit_holds() {
         .await
         .unwrap();
     let messages = (0..30).map(|i| Message::new(i.to_string(), "x")).collect();
-    broker.publisher().publish_batch("in", messages).await.unwrap();
+    broker
+        .publisher()
+        .publish_batch("in", messages)
+        .await
+        .unwrap();
 
     assert!(eventually(|| broker.backlog("in", "limited") == 0).await);
-    assert!(peak.load(Ordering::SeqCst) <= 3, "peak {}", peak.load(Ordering::SeqCst));
-    assert!(peak.load(Ordering::SeqCst) >= 2, "messages were not handled concurrently");
+    assert!(
+        peak.load(Ordering::SeqCst) <= 3,
+        "peak {}",
+        peak.load(Ordering::SeqCst)
+    );
+    assert!(
+        peak.load(Ordering::SeqCst) >= 2,
+        "messages were not handled concurrently"
+    );
     running.shutdown().await.unwrap();
 }
 
@@ -347,19 +469,29 @@ async fn throttle_spaces_calls() {
         .middleware(router::throttle(1, Duration::from_secs(1)))
         .build()
         .run(vec![
-            Route::new("paced", "in", Arc::new(broker.subscriber())).handler(router::handler(move |_message, _context| {
-                counter.fetch_add(1, Ordering::SeqCst);
-                async { Ok(Vec::new()) }
-            })),
+            Route::new("paced", "in", Arc::new(broker.subscriber())).handler(router::handler(
+                move |_message, _context| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async { Ok(Vec::new()) }
+                },
+            )),
         ])
         .await
         .unwrap();
     let messages = (0..3).map(|i| Message::new(i.to_string(), "x")).collect();
-    broker.publisher().publish_batch("in", messages).await.unwrap();
+    broker
+        .publisher()
+        .publish_batch("in", messages)
+        .await
+        .unwrap();
 
     assert!(eventually(|| calls.load(Ordering::SeqCst) == 1).await);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "the throttle let a second call through early");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the throttle let a second call through early"
+    );
     clock.advance(Duration::from_secs(1));
     assert!(eventually(|| calls.load(Ordering::SeqCst) == 2).await);
     clock.advance(Duration::from_secs(1));
@@ -375,21 +507,31 @@ async fn shutdown_finishes_in_flight() {
     let running = Router::builder()
         .build()
         .run(vec![
-            Route::new("slow", "in", Arc::new(broker.subscriber())).handler(router::handler(move |_message, _context| {
-                counter.fetch_add(1, Ordering::SeqCst);
-                async {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    Ok(Vec::new())
-                }
-            })),
+            Route::new("slow", "in", Arc::new(broker.subscriber())).handler(router::handler(
+                move |_message, _context| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Ok(Vec::new())
+                    }
+                },
+            )),
         ])
         .await
         .unwrap();
-    broker.publisher().publish("in", Message::new("m", "x")).await.unwrap();
+    broker
+        .publisher()
+        .publish("in", Message::new("m", "x"))
+        .await
+        .unwrap();
     assert!(eventually(|| started.load(Ordering::SeqCst) == 1).await);
 
     running.shutdown().await.unwrap();
-    assert_eq!(broker.backlog("in", "slow"), 0, "the in-flight message was not finished and acked");
+    assert_eq!(
+        broker.backlog("in", "slow"),
+        0,
+        "the in-flight message was not finished and acked"
+    );
 }
 
 #[tokio::test]
@@ -401,22 +543,30 @@ async fn shutdown_timeout_nacks_in_flight() {
         .shutdown_timeout(Duration::from_millis(50))
         .build()
         .run(vec![
-            Route::new("stuck", "in", Arc::new(broker.subscriber())).handler(router::handler(move |_message, _context| {
-                counter.fetch_add(1, Ordering::SeqCst);
-                async {
-                    std::future::pending::<()>().await;
-                    Ok(Vec::new())
-                }
-            })),
+            Route::new("stuck", "in", Arc::new(broker.subscriber())).handler(router::handler(
+                move |_message, _context| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        std::future::pending::<()>().await;
+                        Ok(Vec::new())
+                    }
+                },
+            )),
         ])
         .await
         .unwrap();
-    broker.publisher().publish("in", Message::new("m", "x")).await.unwrap();
+    broker
+        .publisher()
+        .publish("in", Message::new("m", "x"))
+        .await
+        .unwrap();
     assert!(eventually(|| started.load(Ordering::SeqCst) == 1).await);
 
     running.shutdown().await.unwrap();
     let mut again = broker.subscriber().subscribe("in", "stuck").await.unwrap();
-    let delivery = next(&mut again, Duration::from_secs(5)).await.expect("nacked message is back at once");
+    let delivery = next(&mut again, Duration::from_secs(5))
+        .await
+        .expect("nacked message is back at once");
     assert_eq!(delivery.attempt(), 2);
 }
 
@@ -425,7 +575,11 @@ async fn route_without_handler_is_rejected() {
     let broker = MemoryBroker::new();
     let err = Router::builder()
         .build()
-        .run(vec![Route::new("empty", "in", Arc::new(broker.subscriber()))])
+        .run(vec![Route::new(
+            "empty",
+            "in",
+            Arc::new(broker.subscriber()),
+        )])
         .await
         .unwrap_err();
     assert_eq!(err.kind(), pulse_core::ErrorKind::InvalidConfig);

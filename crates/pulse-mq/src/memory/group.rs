@@ -88,45 +88,34 @@ impl Group {
         }
     }
 
-    /// Takes the next deliverable message for `consumer`, after returning
-    /// expired in-flight messages to the queue. Returns the message, or the
-    /// time at which something may become deliverable.
+    /// Takes up to `max` deliverable messages for `consumer` into `out`,
+    /// after returning expired in-flight messages to the queue. When none is
+    /// deliverable, returns the time at which one may become deliverable.
     pub(crate) fn take(
         &self,
         consumer: u64,
         now: MonoTime,
         visibility: std::time::Duration,
-    ) -> Result<Taken, Option<MonoTime>> {
+        max: usize,
+        out: &mut VecDeque<Taken>,
+    ) -> Result<(), Option<MonoTime>> {
         let mut state = self.lock();
         let expired = state.expire(now);
         if expired > 0 {
             tracing::warn!(target: "pulse_mq", expired, "in-memory messages redelivered after the visibility timeout");
         }
 
-        let Some(seq) = state.next_deliverable(now) else {
-            return Err(state.next_wake());
-        };
-        let ready = state.ready.remove(&seq).expect("seq found in the ready queue");
-        if let Some(not_before) = ready.not_before {
-            state.delayed.remove(&(not_before, seq));
-        }
-        if let Some(key) = &ready.message.key {
-            state.busy_keys.insert(key.clone());
-        }
-
-        let deliveries = ready.deliveries + 1;
         let deadline = now.saturating_add(visibility);
-        let message = ready.message.clone();
-        state.deadlines.push_back((deadline, seq));
-        state.in_flight.insert(
-            seq,
-            InFlight {
-                message: ready.message,
-                deliveries,
-                consumer,
-                deadline,
-            },
-        );
+        let before = out.len();
+        while out.len() - before < max {
+            let Some(seq) = state.next_deliverable(now) else {
+                break;
+            };
+            out.push_back(state.take_one(seq, consumer, deadline));
+        }
+        if out.len() == before {
+            return Err(state.next_wake());
+        }
         let more = !state.ready.is_empty();
         drop(state);
 
@@ -134,11 +123,7 @@ impl Group {
         if more {
             self.notify.notify_one();
         }
-        Ok(Taken {
-            seq,
-            message,
-            attempt: deliveries,
-        })
+        Ok(())
     }
 
     /// Removes a message for good. Acking a message that timed out and waits
@@ -206,6 +191,36 @@ impl Group {
 }
 
 impl State {
+    fn take_one(&mut self, seq: u64, consumer: u64, deadline: MonoTime) -> Taken {
+        let ready = self
+            .ready
+            .remove(&seq)
+            .expect("seq found in the ready queue");
+        if let Some(not_before) = ready.not_before {
+            self.delayed.remove(&(not_before, seq));
+        }
+        if let Some(key) = &ready.message.key {
+            self.busy_keys.insert(key.clone());
+        }
+        let deliveries = ready.deliveries + 1;
+        let message = ready.message.clone();
+        self.deadlines.push_back((deadline, seq));
+        self.in_flight.insert(
+            seq,
+            InFlight {
+                message: ready.message,
+                deliveries,
+                consumer,
+                deadline,
+            },
+        );
+        Taken {
+            seq,
+            message,
+            attempt: deliveries,
+        }
+    }
+
     fn requeue(&mut self, seq: u64, not_before: Option<MonoTime>) -> bool {
         let Some(flight) = self.in_flight.remove(&seq) else {
             return false;
@@ -228,7 +243,9 @@ impl State {
     }
 
     fn is_current(&self, deadline: MonoTime, seq: u64) -> bool {
-        self.in_flight.get(&seq).is_some_and(|flight| flight.deadline == deadline)
+        self.in_flight
+            .get(&seq)
+            .is_some_and(|flight| flight.deadline == deadline)
     }
 
     /// Returns expired in-flight messages to the queue and drops stale
@@ -251,8 +268,9 @@ impl State {
         // once they outnumber the live ones.
         if self.deadlines.len() > 2 * self.in_flight.len() + 1024 {
             let in_flight = &self.in_flight;
-            self.deadlines
-                .retain(|(deadline, seq)| in_flight.get(seq).is_some_and(|f| f.deadline == *deadline));
+            self.deadlines.retain(|(deadline, seq)| {
+                in_flight.get(seq).is_some_and(|f| f.deadline == *deadline)
+            });
         }
         expired
     }
@@ -298,6 +316,18 @@ mod tests {
 
     const VISIBILITY: Duration = Duration::from_secs(30);
 
+    /// Takes one message, as a subscription without prefetch would.
+    fn take1(
+        group: &Group,
+        consumer: u64,
+        now: MonoTime,
+        visibility: Duration,
+    ) -> Result<Taken, Option<MonoTime>> {
+        let mut out = VecDeque::new();
+        group.take(consumer, now, visibility, 1, &mut out)?;
+        Ok(out.pop_front().expect("one taken"))
+    }
+
     fn at(ms: u64) -> MonoTime {
         MonoTime::from_nanos(ms * 1_000_000)
     }
@@ -310,13 +340,16 @@ mod tests {
             Message::new("a2", "").with_key("a"),
             Message::new("b1", "").with_key("b"),
         ]);
-        let first = group.take(1, at(0), VISIBILITY).unwrap();
+        let first = take1(&group, 1, at(0), VISIBILITY).unwrap();
         assert_eq!(first.message.id, "a1");
-        let second = group.take(1, at(0), VISIBILITY).unwrap();
+        let second = take1(&group, 1, at(0), VISIBILITY).unwrap();
         assert_eq!(second.message.id, "b1");
-        assert!(group.take(1, at(0), VISIBILITY).is_err());
+        assert!(take1(&group, 1, at(0), VISIBILITY).is_err());
         group.ack(first.seq);
-        assert_eq!(group.take(1, at(0), VISIBILITY).unwrap().message.id, "a2");
+        assert_eq!(
+            take1(&group, 1, at(0), VISIBILITY).unwrap().message.id,
+            "a2"
+        );
     }
 
     #[test]
@@ -326,10 +359,13 @@ mod tests {
             Message::new("a1", "").with_key("a"),
             Message::new("a2", "").with_key("a"),
         ]);
-        let first = group.take(1, at(0), VISIBILITY).unwrap();
+        let first = take1(&group, 1, at(0), VISIBILITY).unwrap();
         group.nack(first.seq, Some(at(100)));
-        assert_eq!(group.take(1, at(50), VISIBILITY).unwrap_err(), Some(at(100)));
-        let again = group.take(1, at(100), VISIBILITY).unwrap();
+        assert_eq!(
+            take1(&group, 1, at(50), VISIBILITY).unwrap_err(),
+            Some(at(100))
+        );
+        let again = take1(&group, 1, at(100), VISIBILITY).unwrap();
         assert_eq!(again.message.id, "a1");
         assert_eq!(again.attempt, 2);
     }
@@ -338,10 +374,10 @@ mod tests {
     fn visibility_timeout_redelivers() {
         let group = Group::default();
         group.push([Message::new("m", "")]);
-        let first = group.take(1, at(0), Duration::from_millis(10)).unwrap();
+        let first = take1(&group, 1, at(0), Duration::from_millis(10)).unwrap();
         assert_eq!(first.attempt, 1);
-        assert!(group.take(2, at(5), VISIBILITY).is_err());
-        let again = group.take(2, at(10), VISIBILITY).unwrap();
+        assert!(take1(&group, 2, at(5), VISIBILITY).is_err());
+        let again = take1(&group, 2, at(10), VISIBILITY).unwrap();
         assert_eq!(again.attempt, 2);
         assert_eq!(group.backlog(), 1);
         group.ack(again.seq);
@@ -352,9 +388,12 @@ mod tests {
     fn released_consumer_messages_return() {
         let group = Group::default();
         group.push([Message::new("m1", ""), Message::new("m2", "")]);
-        group.take(7, at(0), VISIBILITY).unwrap();
-        group.take(8, at(0), VISIBILITY).unwrap();
+        take1(&group, 7, at(0), VISIBILITY).unwrap();
+        take1(&group, 8, at(0), VISIBILITY).unwrap();
         assert_eq!(group.release_consumer(7), 1);
-        assert_eq!(group.take(9, at(0), VISIBILITY).unwrap().message.id, "m1");
+        assert_eq!(
+            take1(&group, 9, at(0), VISIBILITY).unwrap().message.id,
+            "m1"
+        );
     }
 }

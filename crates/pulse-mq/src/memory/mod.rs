@@ -11,7 +11,7 @@
 
 mod group;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -68,6 +68,7 @@ struct BrokerInner {
     clock: Arc<dyn Clock>,
     visibility_timeout: Duration,
     drain_timeout: Duration,
+    prefetch: usize,
     limits: Limits,
     next_consumer: AtomicU64,
 }
@@ -104,6 +105,7 @@ pub struct MemoryBrokerBuilder {
     clock: Arc<dyn Clock>,
     visibility_timeout: Duration,
     drain_timeout: Duration,
+    prefetch: usize,
     limits: Limits,
 }
 
@@ -128,6 +130,15 @@ impl MemoryBrokerBuilder {
         self
     }
 
+    /// Sets how many messages a subscription takes from its group at once
+    /// (default 16; at least 1). Taken messages wait in the subscription and
+    /// their visibility timeout runs from when they were taken, so keep it
+    /// small where handlers are slow.
+    pub fn prefetch(mut self, count: usize) -> Self {
+        self.prefetch = count.max(1);
+        self
+    }
+
     /// Sets the limits checked on publish.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -142,6 +153,7 @@ impl MemoryBrokerBuilder {
                 clock: self.clock,
                 visibility_timeout: self.visibility_timeout,
                 drain_timeout: self.drain_timeout,
+                prefetch: self.prefetch,
                 limits: self.limits,
                 next_consumer: AtomicU64::new(1),
             }),
@@ -161,12 +173,14 @@ impl MemoryBroker {
         MemoryBroker::builder().build()
     }
 
-    /// Starts a builder with a 30 s visibility timeout and the system clock.
+    /// Starts a builder with a 30 s visibility timeout, a prefetch of 16 and
+    /// the system clock.
     pub fn builder() -> MemoryBrokerBuilder {
         MemoryBrokerBuilder {
             clock: Arc::new(SystemClock::new()),
             visibility_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
+            prefetch: 16,
             limits: Limits::default(),
         }
     }
@@ -325,12 +339,17 @@ impl Subscriber for MemorySubscriber {
         limits.check_topic(topic)?;
         limits.check_group(group)?;
 
-        let consumer = self.broker.inner.next_consumer.fetch_add(1, Ordering::Relaxed);
+        let consumer = self
+            .broker
+            .inner
+            .next_consumer
+            .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(target: "pulse_mq", topic, group, consumer, "in-memory subscription started");
         Ok(MemorySubscription {
             group: self.broker.group(topic, group),
             topic: Arc::from(topic),
             consumer,
+            prefetched: VecDeque::new(),
             broker: self.broker.clone(),
             closed: self.closed.clone(),
             tracker: self.tracker.clone(),
@@ -358,6 +377,9 @@ pub struct MemorySubscription {
     group: Arc<Group>,
     topic: Arc<str>,
     consumer: u64,
+    /// Messages taken under one lock and not handed out yet; they count as
+    /// in flight to this consumer.
+    prefetched: VecDeque<group::Taken>,
     broker: MemoryBroker,
     closed: Signal,
     tracker: Arc<Tracker>,
@@ -374,9 +396,19 @@ impl Subscription for MemorySubscription {
             tokio::pin!(notified);
             notified.as_mut().enable();
 
+            if let Some(taken) = self.prefetched.pop_front() {
+                return Some(Ok(self.delivery(taken)));
+            }
             let now = inner.clock.now();
-            let wake = match self.group.take(self.consumer, now, inner.visibility_timeout) {
-                Ok(taken) => return Some(Ok(self.delivery(taken))),
+            let taken = self.group.take(
+                self.consumer,
+                now,
+                inner.visibility_timeout,
+                inner.prefetch,
+                &mut self.prefetched,
+            );
+            let wake = match taken {
+                Ok(()) => continue,
                 Err(wake) => wake,
             };
 
@@ -405,7 +437,12 @@ impl MemorySubscription {
             tracker: self.tracker.clone(),
             open: AtomicBool::new(true),
         };
-        Delivery::new(self.topic.clone(), taken.message, taken.attempt, Arc::new(acker))
+        Delivery::new(
+            self.topic.clone(),
+            taken.message,
+            taken.attempt,
+            Arc::new(acker),
+        )
     }
 }
 

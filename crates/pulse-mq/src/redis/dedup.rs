@@ -39,7 +39,9 @@ pub struct RedisDedupStore {
 
 impl std::fmt::Debug for RedisDedupStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisDedupStore").field("prefix", &self.prefix).finish()
+        f.debug_struct("RedisDedupStore")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 

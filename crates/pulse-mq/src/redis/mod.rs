@@ -347,7 +347,10 @@ impl ConnSlot {
     }
 }
 
-pub(crate) fn backend_error(action: impl Into<String>, err: deadpool_redis::redis::RedisError) -> Error {
+pub(crate) fn backend_error(
+    action: impl Into<String>,
+    err: deadpool_redis::redis::RedisError,
+) -> Error {
     MqError::Backend {
         action: action.into(),
         source: Box::new(err),

@@ -70,10 +70,14 @@ impl Publisher for StreamsPublisher {
         self.check(topic, std::slice::from_ref(&message))?;
         let key = self.settings.stream_key(topic);
         let mut conn = self.settings.conn.get().await?;
-        let _: redis::Value = self.xadd(&key, &message).query_async(&mut conn).await.map_err(|err| {
-            self.settings.conn.check(&err);
-            backend_error(format!("XADD to `{key}`"), err)
-        })?;
+        let _: redis::Value = self
+            .xadd(&key, &message)
+            .query_async(&mut conn)
+            .await
+            .map_err(|err| {
+                self.settings.conn.check(&err);
+                backend_error(format!("XADD to `{key}`"), err)
+            })?;
         Ok(())
     }
 
@@ -91,7 +95,10 @@ impl Publisher for StreamsPublisher {
         let mut conn = self.settings.conn.get().await?;
         let _: () = pipe.query_async(&mut conn).await.map_err(|err| {
             self.settings.conn.check(&err);
-            backend_error(format!("XADD of {} messages to `{key}`", messages.len()), err)
+            backend_error(
+                format!("XADD of {} messages to `{key}`", messages.len()),
+                err,
+            )
         })?;
         Ok(())
     }

@@ -86,10 +86,14 @@ impl AckQueue {
         }
         let sent = async {
             let mut conn = settings.conn.get().await?;
-            let _: i64 = self.xack(&ids).query_async(&mut conn).await.map_err(|err| {
-                settings.conn.check(&err);
-                backend_error(format!("XACK on `{}`", self.key), err)
-            })?;
+            let _: i64 = self
+                .xack(&ids)
+                .query_async(&mut conn)
+                .await
+                .map_err(|err| {
+                    settings.conn.check(&err);
+                    backend_error(format!("XACK on `{}`", self.key), err)
+                })?;
             Ok::<(), Error>(())
         };
         if let Err(err) = sent.await {
@@ -138,7 +142,10 @@ impl StreamsSubscriber {
             Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
             Err(err) => {
                 self.settings.conn.check(&err);
-                Err(backend_error(format!("XGROUP CREATE `{group}` on `{key}`"), err))
+                Err(backend_error(
+                    format!("XGROUP CREATE `{group}` on `{key}`"),
+                    err,
+                ))
             }
         }
     }
@@ -149,16 +156,18 @@ impl StreamsSubscriber {
         }
         let inner: Weak<Inner> = Arc::downgrade(&self.inner);
         let settings = self.settings.clone();
-        self.inner.flusher.spawn("ack-flush", move |stop| async move {
-            loop {
-                tokio::select! {
-                    () = stop.fired() => return,
-                    () = settings.clock.sleep(settings.ack_interval) => {}
+        self.inner
+            .flusher
+            .spawn("ack-flush", move |stop| async move {
+                loop {
+                    tokio::select! {
+                        () = stop.fired() => return,
+                        () = settings.clock.sleep(settings.ack_interval) => {}
+                    }
+                    let Some(inner) = inner.upgrade() else { return };
+                    inner.flush_all(&settings).await;
                 }
-                let Some(inner) = inner.upgrade() else { return };
-                inner.flush_all(&settings).await;
-            }
-        })
+            })
     }
 }
 
@@ -180,7 +189,9 @@ impl Inner {
 
     fn claim_due(&self, now: MonoTime) -> bool {
         self.claim_at
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |at| (at <= now.as_nanos()).then_some(u64::MAX))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |at| {
+                (at <= now.as_nanos()).then_some(u64::MAX)
+            })
             .is_ok()
     }
 }
@@ -229,14 +240,21 @@ impl Subscriber for StreamsSubscriber {
 
     async fn close(&self) -> Result<()> {
         self.inner.closed.fire();
-        self.inner.tracker.drain(&*self.settings.clock, self.settings.drain_timeout).await;
+        self.inner
+            .tracker
+            .drain(&*self.settings.clock, self.settings.drain_timeout)
+            .await;
         self.inner.flusher.shutdown().await;
         self.inner.flush_all(&self.settings).await;
-        let left: usize = lock(&self.inner.queues).iter().map(|q| lock(&q.ids).len()).sum();
+        let left: usize = lock(&self.inner.queues)
+            .iter()
+            .map(|q| lock(&q.ids).len())
+            .sum();
         if left > 0 {
             return Err(MqError::Backend {
                 action: "sending queued acks at close".to_owned(),
-                source: format!("{left} acks could not be sent; those messages are redelivered").into(),
+                source: format!("{left} acks could not be sent; those messages are redelivered")
+                    .into(),
             }
             .into());
         }
@@ -292,7 +310,9 @@ impl Subscription for StreamsSubscription {
                 Ok(()) => self.failures = 0,
                 Err(err) => {
                     self.failures = self.failures.saturating_add(1);
-                    let delay = Backoff::new(Duration::from_millis(50)).max(Duration::from_secs(5)).delay(self.failures);
+                    let delay = Backoff::new(Duration::from_millis(50))
+                        .max(Duration::from_secs(5))
+                        .delay(self.failures);
                     tracing::warn!(target: "pulse_mq", stream = %self.key, group = %self.group, error = %err, ?delay, "reading from Redis failed; retrying");
                     tokio::select! {
                         () = self.settings.clock.sleep(delay) => {}
@@ -355,9 +375,12 @@ impl StreamsSubscription {
                 if err.code() == Some("NOGROUP") {
                     // The stream or group was deleted: create it again and read on.
                     tracing::warn!(target: "pulse_mq", stream = %self.key, group = %self.group, "consumer group missing; creating it again");
-                    StreamsSubscriber { settings: self.settings.clone(), inner: self.inner.clone() }
-                        .create_group(&self.key, &self.group)
-                        .await?;
+                    StreamsSubscriber {
+                        settings: self.settings.clone(),
+                        inner: self.inner.clone(),
+                    }
+                    .create_group(&self.key, &self.group)
+                    .await?;
                 }
                 return Err(backend_error(format!("XREADGROUP on `{}`", self.key), err));
             }
@@ -401,8 +424,14 @@ impl StreamsSubscription {
 
         // The delivery count lives in the pending list, which XAUTOCLAIM
         // has just incremented for each claimed entry.
-        let first = claimed.first().map(|e| e.entry_id.clone()).unwrap_or_default();
-        let last = claimed.last().map(|e| e.entry_id.clone()).unwrap_or_default();
+        let first = claimed
+            .first()
+            .map(|e| e.entry_id.clone())
+            .unwrap_or_default();
+        let last = claimed
+            .last()
+            .map(|e| e.entry_id.clone())
+            .unwrap_or_default();
         let value: Value = redis::cmd("XPENDING")
             .arg(&self.key)
             .arg(&self.group)
@@ -440,7 +469,12 @@ impl StreamsSubscription {
             entry_id: entry.entry_id,
             open: AtomicBool::new(true),
         };
-        self.buffer.push_back(Delivery::new(self.topic.clone(), message, attempt, Arc::new(acker)));
+        self.buffer.push_back(Delivery::new(
+            self.topic.clone(),
+            message,
+            attempt,
+            Arc::new(acker),
+        ));
     }
 }
 
@@ -533,7 +567,8 @@ impl Acknowledge for StreamsAck {
             let visibility = self.settings.visibility_timeout;
             let delay = delay.unwrap_or(Duration::ZERO).min(visibility);
             self.xclaim_idle(visibility - delay).await?;
-            self.inner.request_claim(self.settings.clock.now().saturating_add(delay));
+            self.inner
+                .request_claim(self.settings.clock.now().saturating_add(delay));
             self.finish();
             Ok(())
         })

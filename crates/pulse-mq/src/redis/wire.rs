@@ -92,7 +92,10 @@ fn message(fields: Value) -> Option<Message> {
             PAYLOAD => message.payload = Bytes::from(value),
             other => {
                 let header = other.strip_prefix(HEADER_PREFIX)?;
-                message.headers.insert(String::from_utf8(header.to_vec()).ok()?, String::from_utf8(value).ok()?);
+                message.headers.insert(
+                    String::from_utf8(header.to_vec()).ok()?,
+                    String::from_utf8(value).ok()?,
+                );
             }
         }
     }
@@ -125,8 +128,16 @@ pub(crate) fn autoclaim_reply(value: Value) -> (String, Vec<Entry>, Vec<String>)
     } else {
         Vec::new()
     };
-    let claimed = if parts.len() >= 2 { entries(parts.remove(1)) } else { Vec::new() };
-    let cursor = parts.into_iter().next().and_then(text).unwrap_or_else(|| "0-0".to_owned());
+    let claimed = if parts.len() >= 2 {
+        entries(parts.remove(1))
+    } else {
+        Vec::new()
+    };
+    let cursor = parts
+        .into_iter()
+        .next()
+        .and_then(text)
+        .unwrap_or_else(|| "0-0".to_owned());
     (cursor, claimed, deleted)
 }
 
@@ -137,7 +148,9 @@ pub(crate) fn pending_counts(value: Value) -> Vec<(String, u64)> {
     };
     rows.into_iter()
         .filter_map(|row| {
-            let Value::Array(mut fields) = row else { return None };
+            let Value::Array(mut fields) = row else {
+                return None;
+            };
             if fields.len() < 4 {
                 return None;
             }
@@ -160,7 +173,9 @@ mod tests {
 
     #[test]
     fn entry_round_trip() {
-        let sent = Message::new("m-1", &b"\x00\xffbody"[..]).with_key("k").with_header("trace", "t 1");
+        let sent = Message::new("m-1", &b"\x00\xffbody"[..])
+            .with_key("k")
+            .with_header("trace", "t 1");
         let mut cmd = deadpool_redis::redis::cmd("XADD");
         append_fields(&mut cmd, &sent);
         let args: Vec<Value> = cmd
@@ -171,7 +186,10 @@ mod tests {
                 _ => Value::Nil,
             })
             .collect();
-        let reply = Value::Array(vec![Value::Array(vec![bulk("s"), Value::Array(vec![Value::Array(vec![bulk("1-0"), Value::Array(args)])])])]);
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("s"),
+            Value::Array(vec![Value::Array(vec![bulk("1-0"), Value::Array(args)])]),
+        ])]);
         let entries = read_reply(reply);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].entry_id, "1-0");
@@ -180,7 +198,10 @@ mod tests {
 
     #[test]
     fn foreign_entry_has_no_message() {
-        let reply = Value::Array(vec![Value::Array(vec![bulk("1-0"), Value::Array(vec![bulk("other"), bulk("x")])])]);
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("1-0"),
+            Value::Array(vec![bulk("other"), bulk("x")]),
+        ])]);
         let parsed = entries(reply);
         assert_eq!(parsed.len(), 1);
         assert!(parsed[0].message.is_none());

@@ -138,7 +138,10 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let store = MemoryDedupStore::with_clock(clock.clone());
         for i in 0..5000 {
-            store.claim(&i.to_string(), Duration::from_secs(1)).await.unwrap();
+            store
+                .claim(&i.to_string(), Duration::from_secs(1))
+                .await
+                .unwrap();
             clock.advance(Duration::from_millis(1));
         }
         assert!(store.len() < 3000, "{} ids held", store.len());

@@ -160,7 +160,10 @@ pub fn recover_panics() -> Middleware {
             Box::pin(async move {
                 let id = message.id.clone();
                 let handler = context.handler.clone();
-                match AssertUnwindSafe(next(message, context)).catch_unwind().await {
+                match AssertUnwindSafe(next(message, context))
+                    .catch_unwind()
+                    .await
+                {
                     Ok(result) => result,
                     Err(panic) => {
                         let text = panic

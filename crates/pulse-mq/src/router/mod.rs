@@ -65,7 +65,9 @@ mod middleware;
 mod route;
 
 pub use dedup::{DedupStore, MemoryDedupStore};
-pub use handler::{Context, Handler, HandlerError, HandlerErrorKind, HandlerResult, Middleware, handler};
+pub use handler::{
+    Context, Handler, HandlerError, HandlerErrorKind, HandlerResult, Middleware, handler,
+};
 pub use middleware::{
     Backoff, correlation_id, deduplicate, recover_panics, retry, throttle, timeout,
 };
@@ -158,7 +160,10 @@ impl Router {
             let Some(handler) = route.handler.clone() else {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
-                    format!("route `{}` has no handler; call `Route::handler`", route.name),
+                    format!(
+                        "route `{}` has no handler; call `Route::handler`",
+                        route.name
+                    ),
                 ));
             };
             let handler = self.wrap(&route, handler);

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use pulse_core::clock::Clock;
 use pulse_core::error::Result;
-use pulse_core::mq::{BoxSubscription, Delivery, DynPublisher, DynSubscriber, Message, Subscription};
+use pulse_core::mq::{
+    BoxSubscription, Delivery, DynPublisher, DynSubscriber, Message, Subscription,
+};
 use pulse_core::signal::Signal;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -60,7 +62,13 @@ impl std::fmt::Debug for Route {
             .field("topic", &self.topic)
             .field("group", &self.group_name())
             .field("output", &self.output.as_ref().map(|(topic, _)| topic))
-            .field("dead_letter", &self.dead_letter.as_ref().map(|d| (&d.topic, d.max_deliveries)))
+            .field(
+                "dead_letter",
+                &self
+                    .dead_letter
+                    .as_ref()
+                    .map(|d| (&d.topic, d.max_deliveries)),
+            )
             .field("concurrency", &self.concurrency)
             .finish()
     }
@@ -70,7 +78,11 @@ impl Route {
     /// Creates a route named `name` that consumes `topic` from `subscriber`,
     /// as the consumer group `name` unless [`group`](Route::group) sets
     /// another.
-    pub fn new(name: impl Into<String>, topic: impl Into<String>, subscriber: Arc<dyn DynSubscriber>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        topic: impl Into<String>,
+        subscriber: Arc<dyn DynSubscriber>,
+    ) -> Self {
         Route {
             name: name.into(),
             topic: topic.into(),
@@ -93,7 +105,11 @@ impl Route {
 
     /// Publishes the handler's output messages on `topic`. Without an output
     /// topic, a handler that returns messages fails.
-    pub fn publish_to(mut self, topic: impl Into<String>, publisher: Arc<dyn DynPublisher>) -> Self {
+    pub fn publish_to(
+        mut self,
+        topic: impl Into<String>,
+        publisher: Arc<dyn DynPublisher>,
+    ) -> Self {
         self.output = Some((topic.into(), publisher));
         self
     }
@@ -105,7 +121,12 @@ impl Route {
     /// The dead-lettered message keeps its id, key, headers and payload, and
     /// gains the headers `dead-letter-reason`, `original-topic` and
     /// `delivery-attempts`.
-    pub fn dead_letter(mut self, topic: impl Into<String>, publisher: Arc<dyn DynPublisher>, max_deliveries: u32) -> Self {
+    pub fn dead_letter(
+        mut self,
+        topic: impl Into<String>,
+        publisher: Arc<dyn DynPublisher>,
+        max_deliveries: u32,
+    ) -> Self {
         self.dead_letter = Some(DeadLetter {
             topic: topic.into(),
             publisher,
@@ -188,7 +209,13 @@ pub(crate) struct Worker {
 type InFlight = Arc<Mutex<HashMap<u64, Arc<Delivery>>>>;
 
 impl Worker {
-    pub(crate) fn new(route: Route, handler: Handler, clock: Arc<dyn Clock>, stop: Signal, shutdown_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        route: Route,
+        handler: Handler,
+        clock: Arc<dyn Clock>,
+        stop: Signal,
+        shutdown_timeout: Duration,
+    ) -> Self {
         Worker {
             route: Arc::new(route),
             handler,
@@ -222,7 +249,9 @@ impl Worker {
                 }
                 Some(Err(err)) => {
                     failures = failures.saturating_add(1);
-                    let delay = Backoff::new(Duration::from_millis(50)).max(Duration::from_secs(5)).delay(failures);
+                    let delay = Backoff::new(Duration::from_millis(50))
+                        .max(Duration::from_secs(5))
+                        .delay(failures);
                     tracing::warn!(target: "pulse_mq", route = %self.route.name, error = %err, ?delay, "receiving failed; retrying");
                     tokio::select! {
                         () = self.clock.sleep(delay) => continue,
@@ -308,7 +337,11 @@ impl Process {
         }
     }
 
-    async fn publish_outputs(&self, delivery: &Delivery, outputs: Vec<Message>) -> Result<(), HandlerError> {
+    async fn publish_outputs(
+        &self,
+        delivery: &Delivery,
+        outputs: Vec<Message>,
+    ) -> Result<(), HandlerError> {
         if outputs.is_empty() {
             return Ok(());
         }
