@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_main};
 use pulse_id::{
     Layout, MemorySource, MonotonicUlid, MonotonicUuidV7, SegmentAllocator, SegmentConfig,
     Snowflake,
@@ -134,5 +134,13 @@ fn segment(c: &mut Criterion) {
     runtime.block_on(allocator.shutdown());
 }
 
-criterion_group!(benches, snowflake, uuid_v7, ulid, segment);
+/// Runs every ID benchmark in one criterion run.
+fn benches() {
+    let mut criterion = Criterion::default().configure_from_args();
+    snowflake(&mut criterion);
+    uuid_v7(&mut criterion);
+    ulid(&mut criterion);
+    segment(&mut criterion);
+}
+
 criterion_main!(benches);
