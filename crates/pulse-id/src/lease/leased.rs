@@ -186,13 +186,19 @@ impl<L: WorkerLeases, C: Clock> LeasedSnowflake<L, C> {
         self.shared.generator.revoke_lease();
         let lease = self.shared.current().take();
         if let Some(lease) = lease {
-            if let Err(err) = self.shared.leases.release(&lease).await {
-                tracing::warn!(
+            match self.shared.leases.release(&lease).await {
+                Ok(()) => tracing::info!(
+                    target: "pulse_id",
+                    worker_id = lease.worker_id,
+                    owner = %lease.owner,
+                    "worker-id lease released"
+                ),
+                Err(err) => tracing::warn!(
                     target: "pulse_id",
                     worker_id = lease.worker_id,
                     error = %err,
                     "releasing the worker-id lease failed; it expires after its TTL"
-                );
+                ),
             }
         }
     }
