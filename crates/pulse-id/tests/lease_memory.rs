@@ -217,3 +217,30 @@ async fn full_pool_reports_no_free_worker_id() {
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     holder.shutdown().await;
 }
+
+#[tokio::test]
+async fn lossy_store_waits_full_ttl() {
+    let clock = ManualClock::new();
+    let leases = MemoryWorkerLeases::with_clock(clock.clone());
+    let lossy = LeasedSnowflakeConfig {
+        store_may_lose_records: true,
+        ..config()
+    };
+    let started_at = clock.wall();
+    let starting = tokio::spawn({
+        let builder = SnowflakeBuilder::new(single_worker(), clock.clone());
+        async move { LeasedSnowflake::start(leases, builder, lossy).await }
+    });
+
+    // The id was never leased, yet the holder waits TTL (3 s) plus skew (1 s).
+    advance(&clock, Duration::from_millis(3900)).await;
+    assert!(
+        !starting.is_finished(),
+        "started before a full TTL plus the skew"
+    );
+    advance(&clock, Duration::from_millis(200)).await;
+    let ids = starting.await.unwrap().unwrap();
+    let first = ids.layout().decode(ids.next_id().unwrap());
+    assert!(first.timestamp > started_at.saturating_add(Duration::from_secs(4)));
+    ids.shutdown().await;
+}

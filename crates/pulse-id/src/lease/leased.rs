@@ -29,6 +29,11 @@ pub struct LeasedSnowflakeConfig {
     /// The owner value recorded in the lease (default: the process id and a
     /// random suffix).
     pub owner: Option<String>,
+    /// Whether the store can lose lease records, as a Redis without
+    /// persistence does when it restarts (default `false`). When set, a new
+    /// holder also waits a full TTL plus the skew from its acquire, because
+    /// a lost record cannot say when the previous lease ends.
+    pub store_may_lose_records: bool,
 }
 
 impl Default for LeasedSnowflakeConfig {
@@ -39,6 +44,7 @@ impl Default for LeasedSnowflakeConfig {
             max_clock_skew: Duration::from_secs(1),
             retry_delay: Duration::from_millis(200),
             owner: None,
+            store_may_lose_records: false,
         }
     }
 }
@@ -218,12 +224,18 @@ impl<L: WorkerLeases, C: Clock> Shared<L, C> {
 
         // The previous holder issued only timestamps below its expiry plus
         // the skew between its clock and the store's.
-        let floor_ms = if lease.previous_expiry_ms == 0 {
+        let skew_ms = millis(self.config.max_clock_skew);
+        let mut floor_ms = if lease.previous_expiry_ms == 0 {
             0
         } else {
-            lease.previous_expiry_ms + millis(self.config.max_clock_skew)
+            lease.previous_expiry_ms + skew_ms
         };
-        self.wait_past(floor_ms).await;
+        if self.config.store_may_lose_records {
+            // A holder whose record was lost renewed at the latest just
+            // before this acquire, so its deadline is at most a TTL later.
+            floor_ms = floor_ms.max(sent_ms + millis(self.config.ttl) + skew_ms);
+        }
+        let sent_ms = self.wait_past(floor_ms, &lease, sent_ms).await?;
 
         let until_ms = sent_ms + millis(self.config.ttl);
         let floor_tick = layout.tick_of_ms(floor_ms).unwrap_or(0);
@@ -243,17 +255,28 @@ impl<L: WorkerLeases, C: Clock> Shared<L, C> {
         Ok(())
     }
 
-    /// Waits until the wall clock reads later than `floor_ms`.
-    async fn wait_past(&self, floor_ms: u64) {
+    /// Waits until the wall clock reads later than `floor_ms`, renewing
+    /// `lease` on the way so that a long wait does not outlast it. Returns
+    /// the send time of the last acquire or renewal.
+    async fn wait_past(&self, floor_ms: u64, lease: &WorkerLease, mut sent_ms: u64) -> Result<u64> {
         let clock = self.generator.clock();
+        let renew_every = self.config.renew_every.unwrap_or(self.config.ttl / 3);
         loop {
             let now_ms = clock.wall().as_millis();
             if now_ms > floor_ms {
-                return;
+                return Ok(sent_ms);
             }
-            clock
-                .sleep(Duration::from_millis(floor_ms + 1 - now_ms))
-                .await;
+            let left = Duration::from_millis(floor_ms + 1 - now_ms);
+            clock.sleep(left.min(renew_every)).await;
+
+            if clock.wall().as_millis() <= floor_ms {
+                sent_ms = clock.wall().as_millis();
+                if self.leases.renew(lease, self.config.ttl).await?.is_none() {
+                    return Err(IdError::LeaseLost {
+                        reason: "the new lease was lost while waiting past the previous one",
+                    });
+                }
+            }
         }
     }
 
