@@ -121,6 +121,10 @@ impl fmt::Debug for FailureMode {
 
 /// The `retry_after` of a rejection made because Redis failed.
 const FAIL_CLOSED_RETRY: Duration = Duration::from_secs(1);
+/// Added to every TTL when a test clock drives the script: TTLs run in the
+/// server's real time, and a stalled test must not see its keys expire
+/// before the test clock says they are idle.
+const TEST_CLOCK_TTL_MARGIN: Duration = Duration::from_secs(60);
 /// The shortest time between two `warn` events of one limiter.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -214,9 +218,12 @@ impl RedisLimiter {
 
     async fn eval(&self, key: &str, cost: u32) -> std::result::Result<Decision, String> {
         let mut connection = self.pool.get().await.map_err(|err| err.to_string())?;
-        let now = match &self.test_clock {
-            Some(clock) => (clock.now().as_nanos() / 1000).to_string(),
-            None => String::new(),
+        let (now, ttl_margin_ms) = match &self.test_clock {
+            Some(clock) => (
+                (clock.now().as_nanos() / 1000).to_string(),
+                TEST_CLOCK_TTL_MARGIN.as_millis() as u64,
+            ),
+            None => (String::new(), 0),
         };
         let reply: Vec<i64> = self
             .script
@@ -225,6 +232,7 @@ impl RedisLimiter {
             .arg(self.span_micros)
             .arg(self.quota.burst())
             .arg(cost)
+            .arg(ttl_margin_ms)
             .invoke_async(&mut *connection)
             .await
             .map_err(|err| err.to_string())?;
@@ -334,8 +342,8 @@ impl RedisLimiterBuilder {
     /// Passes the time of `clock` to the script instead of reading Redis
     /// `TIME`, so that a test can drive time with a
     /// [`ManualClock`](pulse_core::clock::ManualClock). TTLs still count in
-    /// the server's real time, so a test must not let more real time pass
-    /// than the clock it drives.
+    /// the server's real time, so in this mode each TTL gets 60 s more, and
+    /// a key outlives the test clock's idea of it.
     pub fn test_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.test_clock = Some(clock);
         self

@@ -3,7 +3,8 @@
 //!
 //! Arguments: `ARGV[1]` is the time in microseconds, or empty to read Redis
 //! `TIME`; then the algorithm's interval or window in microseconds, its burst
-//! or limit, and the cost. Each returns `{allowed, remaining, retry_after_us,
+//! or limit, the cost, and a TTL margin in milliseconds (zero unless a test
+//! clock is configured). Each returns `{allowed, remaining, retry_after_us,
 //! reset_after_us}`. Numbers are Lua doubles, exact for integers below 2^53
 //! (about 285 years of microseconds), and written back with `%.0f` so that
 //! no digit is lost.
@@ -23,8 +24,9 @@ local function div(a, b)
   if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end
   return q
 end
+local margin = tonumber(ARGV[5]) or 0
 local function ttl_ms(us)
-  return math.max(1, div(us + 999, 1000))
+  return math.max(1, div(us + 999, 1000)) + margin
 end
 local function int(x)
   return string.format('%.0f', x)
