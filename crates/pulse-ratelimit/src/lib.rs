@@ -42,7 +42,7 @@
 //!
 //! # Traits
 //!
-//! Limiters implement [`RateLimiter`](pulse_core::ratelimit::RateLimiter)
+//! Limiters implement [`RateLimiter`]
 //! (and through it the async trait), so code can accept any of them, or a
 //! Redis limiter, as `impl AsyncRateLimiter<str>`. The inherent `check` and
 //! `check_n` are the fastest way to call a concrete limiter.

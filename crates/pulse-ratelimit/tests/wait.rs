@@ -147,3 +147,44 @@ fn futures_poll<F: std::future::Future>(
 ) -> std::task::Poll<F::Output> {
     future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
 }
+
+#[tokio::test]
+async fn keyed_wait_gives_back_on_cancel() {
+    let clock = ManualClock::new();
+    let limiter = Arc::new(
+        pulse_ratelimit::KeyedGcra::<String>::builder(Quota::per_second(1).unwrap())
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    limiter.until_ready("tenant").await.unwrap();
+
+    {
+        let waiter = limiter.until_ready("tenant");
+        tokio::pin!(waiter);
+        assert!(futures_poll(waiter.as_mut()).is_pending());
+        assert!(
+            !limiter.check("tenant").allowed,
+            "the waiter holds the next permit"
+        );
+    }
+    clock.advance(Duration::from_secs(1));
+    assert!(
+        limiter.check("tenant").allowed,
+        "the cancelled waiter gave its permit back"
+    );
+    assert!(!limiter.check("tenant").allowed);
+
+    // A waiter that is not cancelled gets the next permit when it is due.
+    let waiter = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { limiter.until_ready("tenant").await }
+    });
+    until_sleepers(&clock, 1).await;
+    clock.advance(Duration::from_secs(1));
+    waiter.await.unwrap().unwrap();
+    assert!(
+        limiter.check("other").allowed,
+        "other keys are not affected"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod builder;
 mod sweep;
+mod wait;
 
 pub use builder::KeyedBuilder;
 
@@ -186,17 +187,56 @@ where
     }
 }
 
+impl<K, P: Policy, C> Shared<K, P, C> {
+    #[inline]
+    fn shard_of(&self, hash: u64) -> &Shard<K, P::State> {
+        // hashbrown places entries by the low bits and tags them with the top
+        // seven, so the shard comes from the bits in between.
+        &self.shards[(hash >> 32) as usize & self.shard_mask]
+    }
+}
+
 impl<K, P, C> Shared<K, P, C>
 where
     K: Hash + Eq + Send + Sync + 'static,
     P: Policy,
     C: Clock,
 {
-    #[inline]
-    fn shard_of(&self, hash: u64) -> &Shard<K, P::State> {
-        // hashbrown places entries by the low bits and tags them with the top
-        // seven, so the shard comes from the bits in between.
-        &self.shards[(hash >> 32) as usize & self.shard_mask]
+    /// Runs `f` on the state of `key`, storing a fresh state first if the
+    /// key is new. Returns `None` when the key is new and its shard is full.
+    fn with_state<Q, R>(&self, key: &Q, now: u64, f: impl FnOnce(&P::State) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shard_of(hash);
+        {
+            let table = shard.read();
+            if let Some((_, state)) = table.find(hash, |(stored, _)| stored.borrow() == key) {
+                return Some(f(state));
+            }
+        }
+        let mut table = shard.write();
+        if table
+            .find(hash, |(stored, _)| stored.borrow() == key)
+            .is_none()
+        {
+            if table.len() >= self.max_per_shard {
+                table.retain(|(_, state)| self.policy.idle_after(state, now) > 0);
+            }
+            if table.len() >= self.max_per_shard {
+                return None;
+            }
+            let hasher = &self.hasher;
+            table.insert_unique(
+                hash,
+                (key.to_owned(), self.policy.new_state()),
+                |(stored, _)| hasher.hash_one(stored),
+            );
+        }
+        let (_, state) = table.find(hash, |(stored, _)| stored.borrow() == key)?;
+        Some(f(state))
     }
 
     #[inline]
