@@ -61,6 +61,7 @@ fn local_hit(c: &mut Criterion) {
 }
 
 /// Polls a future that is expected to be ready at once (a cache hit).
+#[inline(always)]
 fn ready<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
@@ -78,9 +79,9 @@ fn near_hit(c: &mut Criterion) {
         .ttl(Duration::from_secs(3600))
         .build()
         .expect("valid cache");
-    // The remote tier does not matter for a hit; an in-process store keeps
-    // the bench free of a server (and of a runtime: it has no invalidation
-    // stream to listen to).
+    // The remote tier does not matter for a hit. An in-process store keeps
+    // the bench free of a server, and of a runtime too, because it has no
+    // invalidation stream to listen to.
     let remote = LocalCache::<String, Bytes>::builder()
         .max_entries(KEYS * 2)
         .build()

@@ -1,8 +1,8 @@
 //! The default single-flight used by the loading calls.
 //!
-//! Any [`SingleFlight`] can be passed to a cache instead (the one from
-//! `pulse-conc`, say); this one is small and has the property the cache
-//! needs most: when the caller running a load is cancelled (its future
+//! Any [`SingleFlight`] can be passed to a cache instead, such as the one
+//! from `pulse-conc`. This one is small and has the property the cache
+//! needs most. When the caller running a load is cancelled (its future
 //! dropped) or its loader panics, the next waiting caller runs its own
 //! loader, so one dropped request never wedges a key.
 

@@ -36,11 +36,12 @@
 //! The local tier stores its entries in [`quick_cache`]'s sharded
 //! S3-FIFO-like cache and adds TTL, time-to-idle, per-entry expiry, the
 //! removal listener and statistics on top. moka was measured first, because
-//! it has all of these built in: in one criterion run on the development
-//! machine a moka hit took about 10 times a quick_cache hit (u64 keys, one
-//! thread), far from the target of 1.5 times, while quick_cache with the
-//! additions stays within it (see `docs/bench/cache.md`). moka remains the
-//! benchmark peer.
+//! it has all of these built in. In one criterion run on the development
+//! machine (2 shared cores) a moka hit took about 10 times a quick_cache hit
+//! (u64 keys, one thread), far from the target of 1.5 times. quick_cache
+//! with the additions stays within it, at about 1.2 times (see
+//! `docs/bench/cache.md` in the repository). moka remains the benchmark
+//! peer.
 //!
 //! # How it works, and what it costs
 //!

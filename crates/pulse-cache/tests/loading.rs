@@ -11,7 +11,7 @@ use std::time::Duration;
 use pulse_cache::LocalCache;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_four_concurrent_loads_run_the_loader_once() {
+async fn concurrent_loads_share_one_call() {
     let cache = LocalCache::<String, u64>::builder()
         .max_entries(100)
         .build()
@@ -44,7 +44,7 @@ async fn sixty_four_concurrent_loads_run_the_loader_once() {
 }
 
 #[tokio::test]
-async fn a_loader_polled_once_then_dropped_does_not_block_the_next_caller() {
+async fn dropped_first_caller_frees_key() {
     let cache = LocalCache::<String, u64>::builder()
         .max_entries(10)
         .build()
@@ -70,7 +70,7 @@ async fn a_loader_polled_once_then_dropped_does_not_block_the_next_caller() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waiter_takes_over_when_the_leader_is_cancelled() {
+async fn waiter_takes_over_cancelled_load() {
     let cache = LocalCache::<String, u64>::builder()
         .max_entries(10)
         .build()
@@ -109,7 +109,7 @@ async fn a_waiter_takes_over_when_the_leader_is_cancelled() {
 }
 
 #[tokio::test]
-async fn a_failed_load_caches_nothing_and_the_next_call_runs_again() {
+async fn failed_load_caches_nothing() {
     let cache = LocalCache::<String, u64>::builder()
         .max_entries(10)
         .build()

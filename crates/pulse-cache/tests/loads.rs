@@ -34,7 +34,7 @@ async fn load_64(near: &NearCache<String, RedisStore>, runs: &Arc<AtomicUsize>) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_four_loads_run_the_loader_once_per_process() {
+async fn loader_runs_once_per_process() {
     let Some(url) = pulse_testkit::services::redis_url() else {
         return;
     };
@@ -50,7 +50,7 @@ async fn sixty_four_loads_run_the_loader_once_per_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_cross_process_lock_two_instances_load_once_in_all() {
+async fn cross_process_lock_loads_once() {
     let Some(url) = pulse_testkit::services::redis_url() else {
         return;
     };
@@ -73,7 +73,7 @@ async fn with_the_cross_process_lock_two_instances_load_once_in_all() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_key_is_cached_as_missing_for_the_negative_ttl() {
+async fn negative_ttl_caches_missing_key() {
     let Some(url) = pulse_testkit::services::redis_url() else {
         return;
     };
@@ -117,7 +117,7 @@ async fn a_missing_key_is_cached_as_missing_for_the_negative_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_undecodable_value_is_reported_with_its_key_and_removed() {
+async fn undecodable_value_removed_with_error() {
     let Some(url) = pulse_testkit::services::redis_url() else {
         return;
     };
@@ -149,7 +149,7 @@ async fn an_undecodable_value_is_reported_with_its_key_and_removed() {
 }
 
 #[tokio::test]
-async fn an_overlong_key_is_refused() {
+async fn overlong_key_rejected() {
     let store = RedisStore::builder()
         .url("redis://127.0.0.1:1")
         .max_key_len(16)
@@ -161,7 +161,7 @@ async fn an_overlong_key_is_refused() {
 }
 
 #[tokio::test]
-async fn the_password_never_appears_in_errors_or_debug_output() {
+async fn password_hidden_in_errors() {
     let store = RedisStore::builder()
         .url("redis://app:s3cret-pw@127.0.0.1:1/0")
         .timeout(Duration::from_secs(2))

@@ -22,7 +22,7 @@ fn recording() -> (
 }
 
 #[test]
-fn weight_never_exceeds_capacity_while_an_entry_grows_in_place() {
+fn weight_within_capacity_as_entry_grows() {
     let cache = LocalCache::<String, String>::builder()
         .max_weight(10)
         .weigher(|_k, v: &String| v.len() as u64)
@@ -49,7 +49,7 @@ fn weight_never_exceeds_capacity_while_an_entry_grows_in_place() {
 }
 
 #[test]
-fn replaced_value_is_read_and_invalidate_all_empties_the_cache() {
+fn replace_then_invalidate_all() {
     let cache = LocalCache::<String, String>::builder()
         .max_entries(4)
         .build()

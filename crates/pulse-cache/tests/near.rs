@@ -37,7 +37,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// After each write on one instance the other serves the new value within a
 /// bounded delay, and once it served it, never an older one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_other_instance_converges_and_never_goes_back() {
+async fn other_instance_converges_never_regresses() {
     let Some(url) = pulse_testkit::services::redis_url() else {
         return;
     };
@@ -126,7 +126,7 @@ impl CacheStore for HeldStore {
 /// A fetch that read the old value, then lost the race to an invalidation,
 /// leaves nothing cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fetch_racing_an_invalidation_is_not_kept() {
+async fn racing_fetch_not_kept() {
     let Some(url) = pulse_testkit::services::redis_url() else {
         return;
     };
@@ -144,13 +144,16 @@ async fn a_fetch_racing_an_invalidation_is_not_kept() {
 
         writer.set("k", &1).await.unwrap();
         writer.set("probe", &1).await.unwrap();
-        // The reader holds the probe, so it can tell when it has processed
+        // The reader keeps a copy of the probe, so it can tell when it has processed
         // later invalidations (they arrive in order on one connection). The
         // invalidations of the writes above may still be on their way and
         // drop the first copy, so read until one stays.
         let deadline = Instant::now() + Duration::from_secs(5);
         while reader.get_local("probe").is_none() {
-            assert!(Instant::now() < deadline, "{mode:?}: the probe is never kept");
+            assert!(
+                Instant::now() < deadline,
+                "{mode:?}: the probe is never kept"
+            );
             assert_eq!(reader.get("probe").await.unwrap(), Some(1));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -194,14 +197,14 @@ async fn a_fetch_racing_an_invalidation_is_not_kept() {
 /// Cutting the listener's connection flushes the local tier and stops
 /// caching until the stream is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_connection_flushes_the_local_tier() {
+async fn cut_connection_flushes_local_tier() {
     let Some(_) = pulse_testkit::services::redis_url() else {
         return;
     };
     let server = match pulse_testkit::redis_server::RedisServer::start() {
         Ok(server) => server,
         Err(err) if !pulse_testkit::services::ci_mode() => {
-            eprintln!("SKIPPED a_cut_connection_flushes_the_local_tier: {err}");
+            eprintln!("SKIPPED cut_connection_flushes_local_tier: {err}");
             return;
         }
         Err(err) => panic!("cannot start a private redis-server: {err}"),

@@ -10,7 +10,7 @@
 //! Invalidations bump a counter in one of [`STRIPES`] stripes chosen by the
 //! key's hash, then remove the key. A fetch stores its value, then checks the
 //! counters again and removes what it stored if they moved, so whichever
-//! side runs second sees the other. Two keys sharing a stripe only cost an
+//! side runs second detects the other. Two keys sharing a stripe only cost an
 //! occasional skipped store, never a stale read.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,7 +30,7 @@ pub(crate) struct Coherence {
     hasher: DefaultHashBuilder,
 }
 
-/// What a fetch saw before it sent its read.
+/// The counters a fetch read before it sent its request.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mark {
     stripe: usize,

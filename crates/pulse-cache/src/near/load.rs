@@ -29,7 +29,7 @@ where
     /// processes share it too: the lock holder loads, the others poll the
     /// store until the value appears. `Ok(None)` from `load` means the key
     /// does not exist; with a [negative TTL](super::NearCacheBuilder::negative_ttl)
-    /// that answer is kept locally.
+    /// that result is kept locally.
     pub async fn get_or_load<F, Fut>(&self, key: &str, load: F) -> pulse_core::Result<Option<V>>
     where
         F: FnOnce() -> Fut + Send,

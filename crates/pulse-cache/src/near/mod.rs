@@ -28,7 +28,7 @@ use crate::flight::Flight;
 use crate::local::LocalCache;
 use crate::stats::CacheStats;
 
-/// What a fetch or a load found for a key.
+/// The result of a fetch or a load for one key.
 #[derive(Clone, Debug)]
 pub(crate) enum Slot<V> {
     Present(V),
@@ -45,7 +45,7 @@ pub(crate) enum Slot<V> {
 /// reports the change (Redis client tracking, or pub/sub). While the stream
 /// is down, after a reconnect, and when it lags, the local tier is flushed
 /// and keeps nothing until the stream is live again, so an instance never
-/// serves a value it was told is stale.
+/// serves a value after it processed that value's invalidation.
 ///
 /// A fetch that races an invalidation of its key is not kept (see the
 /// crate docs, "Invalidation").
@@ -103,7 +103,8 @@ pub(crate) struct Shared<V> {
 }
 
 impl<V: Clone + Send + Sync + 'static> Shared<V> {
-    /// Returns `Some(answer)` when the local tiers know the answer.
+    /// Returns `Some(result)` when a local tier has the key's value or marks
+    /// it as missing.
     #[inline]
     fn read(&self, key: &str, counted: bool) -> Option<Option<V>> {
         let value = if counted {
@@ -211,7 +212,7 @@ where
     }
 
     /// Returns the local copy of `key`, without a remote call. `Ok(None)`
-    /// from [`get`](Self::get) and `None` here differ: this one only says
+    /// from [`get`](Self::get) and `None` here differ: this one only means
     /// that no local copy exists.
     #[inline]
     pub fn get_local(&self, key: &str) -> Option<V> {
@@ -223,13 +224,14 @@ where
     ///
     /// A stored value that does not decode is deleted from the store and
     /// reported as an error of kind [`Codec`](pulse_core::ErrorKind::Codec)
-    /// naming the key; the next read finds nothing.
+    /// that names the key. The next read then finds nothing.
+    #[inline]
     pub fn get<'a>(
         &'a self,
         key: &'a str,
     ) -> impl Future<Output = pulse_core::Result<Option<V>>> + Send + 'a {
-        // The hit is answered before any future is built, so it costs what
-        // a local-tier hit costs; only a miss boxes the remote read.
+        // A hit returns before any future is built, so it costs what a
+        // local-tier hit costs. Only a miss boxes the remote read.
         let answer = match self.check(key) {
             Err(err) => Some(Err(err.into())),
             Ok(()) => self.inner.shared.read(key, true).map(Ok),

@@ -7,7 +7,7 @@
 //!
 //! | check | what it promises |
 //! | --- | --- |
-//! | [`set_get_delete`] | a written value is read back; a deleted one is gone; `delete` says whether it was there |
+//! | [`set_get_delete`] | a written value is read back, a deleted one is gone, and `delete` returns whether it was there |
 //! | [`overwrite`] | the last write wins |
 //! | [`values_round_trip`] | empty, binary and large values come back byte for byte |
 //! | [`get_many_in_order`] | `get_many` answers in the order of the keys, `None` for missing ones |
@@ -82,7 +82,7 @@ pub async fn run_all(setup: &CacheSetup) {
     rejects_zero_ttl(setup).await;
 }
 
-/// A written value is read back; a deleted one is gone.
+/// Checks that a written value is read back and a deleted one is gone.
 pub async fn set_get_delete(setup: &CacheSetup) {
     let name = &setup.name;
     let store = setup.store();
@@ -117,7 +117,7 @@ pub async fn set_get_delete(setup: &CacheSetup) {
     );
 }
 
-/// The last write wins.
+/// Checks that the last write wins.
 pub async fn overwrite(setup: &CacheSetup) {
     let name = &setup.name;
     let store = setup.store();
@@ -143,7 +143,7 @@ pub async fn overwrite(setup: &CacheSetup) {
     store.delete(&key).await.unwrap();
 }
 
-/// Empty, binary and large values come back byte for byte.
+/// Checks that empty, binary and large values come back byte for byte.
 pub async fn values_round_trip(setup: &CacheSetup) {
     let name = &setup.name;
     let store = setup.store();
@@ -171,7 +171,7 @@ pub async fn values_round_trip(setup: &CacheSetup) {
     }
 }
 
-/// `get_many` answers in the order of the keys.
+/// Checks that `get_many` returns values in the order of the keys.
 pub async fn get_many_in_order(setup: &CacheSetup) {
     let name = &setup.name;
     let store = setup.store();
@@ -205,7 +205,8 @@ pub async fn get_many_in_order(setup: &CacheSetup) {
     }
 }
 
-/// A value with a TTL disappears once it passed; one without stays.
+/// Checks that a value with a TTL disappears once it passed and one
+/// without stays.
 pub async fn ttl_expires(setup: &CacheSetup) {
     let name = &setup.name;
     let store = setup.store();
@@ -245,7 +246,7 @@ pub async fn ttl_expires(setup: &CacheSetup) {
     store.delete(&kept).await.unwrap();
 }
 
-/// A TTL of zero is refused, not stored.
+/// Checks that a TTL of zero is rejected and nothing is stored.
 pub async fn rejects_zero_ttl(setup: &CacheSetup) {
     let name = &setup.name;
     let store = setup.store();
