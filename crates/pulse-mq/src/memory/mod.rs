@@ -345,8 +345,14 @@ impl Subscriber for MemorySubscriber {
             .next_consumer
             .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(target: "pulse_mq", topic, group, consumer, "in-memory subscription started");
+        let group = self.broker.group(topic, group);
         Ok(MemorySubscription {
-            group: self.broker.group(topic, group),
+            ack_context: Arc::new(AckContext {
+                group: group.clone(),
+                broker: self.broker.clone(),
+                tracker: self.tracker.clone(),
+            }),
+            group,
             topic: Arc::from(topic),
             consumer,
             prefetched: VecDeque::new(),
@@ -380,6 +386,7 @@ pub struct MemorySubscription {
     /// Messages taken under one lock and not handed out yet; they count as
     /// in flight to this consumer.
     prefetched: VecDeque<group::Taken>,
+    ack_context: Arc<AckContext>,
     broker: MemoryBroker,
     closed: Signal,
     tracker: Arc<Tracker>,
@@ -431,10 +438,8 @@ impl MemorySubscription {
     fn delivery(&self, taken: group::Taken) -> Delivery {
         self.tracker.start();
         let acker = MemoryAck {
-            group: self.group.clone(),
+            context: self.ack_context.clone(),
             seq: taken.seq,
-            broker: self.broker.clone(),
-            tracker: self.tracker.clone(),
             open: AtomicBool::new(true),
         };
         Delivery::new(
@@ -455,41 +460,47 @@ impl Drop for MemorySubscription {
     }
 }
 
-struct MemoryAck {
+/// What every ack handle of one subscription shares, behind one `Arc`.
+#[derive(Debug)]
+struct AckContext {
     group: Arc<Group>,
-    seq: u64,
     broker: MemoryBroker,
     tracker: Arc<Tracker>,
+}
+
+struct MemoryAck {
+    context: Arc<AckContext>,
+    seq: u64,
     open: AtomicBool,
 }
 
 impl MemoryAck {
     fn finish(&self) {
         if self.open.swap(false, Ordering::AcqRel) {
-            self.tracker.done();
+            self.context.tracker.done();
         }
     }
 }
 
 impl Acknowledge for MemoryAck {
     fn ack(&self) -> BoxFuture<'_, Result<()>> {
-        self.group.ack(self.seq);
+        self.context.group.ack(self.seq);
         self.finish();
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn nack(&self, delay: Option<Duration>) -> BoxFuture<'_, Result<()>> {
-        let clock = &self.broker.inner.clock;
+        let clock = &self.context.broker.inner.clock;
         let not_before = delay.map(|delay| clock.now().saturating_add(delay));
-        self.group.nack(self.seq, not_before);
+        self.context.group.nack(self.seq, not_before);
         self.finish();
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn in_progress(&self) -> BoxFuture<'_, Result<()>> {
-        let inner = &self.broker.inner;
+        let inner = &self.context.broker.inner;
         let deadline = inner.clock.now().saturating_add(inner.visibility_timeout);
-        self.group.extend(self.seq, deadline);
+        self.context.group.extend(self.seq, deadline);
         Box::pin(std::future::ready(Ok(())))
     }
 }

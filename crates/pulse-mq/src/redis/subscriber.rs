@@ -225,8 +225,14 @@ impl Subscriber for StreamsSubscriber {
             key,
             group: group.to_owned(),
             consumer: Arc::from(consumer.as_str()),
-            queue,
+            queue: queue.clone(),
             reader: ConnSlot::new(self.settings.pool.clone()),
+            ack_context: Arc::new(AckContext {
+                settings: self.settings.clone(),
+                inner: self.inner.clone(),
+                queue: queue.clone(),
+                consumer: Arc::from(consumer.as_str()),
+            }),
             buffer: VecDeque::new(),
             next_claim: MonoTime::ZERO,
             claim_cursor: "0-0".to_owned(),
@@ -277,6 +283,7 @@ pub struct StreamsSubscription {
     group: String,
     consumer: Arc<str>,
     queue: Arc<AckQueue>,
+    ack_context: Arc<AckContext>,
     /// The subscription's own connection, because a blocking read holds
     /// its connection until it returns.
     reader: ConnSlot,
@@ -462,10 +469,7 @@ impl StreamsSubscription {
         };
         self.inner.tracker.start();
         let acker = StreamsAck {
-            settings: self.settings.clone(),
-            inner: self.inner.clone(),
-            queue: self.queue.clone(),
-            consumer: self.consumer.clone(),
+            context: self.ack_context.clone(),
             entry_id: entry.entry_id,
             open: AtomicBool::new(true),
         };
@@ -508,11 +512,17 @@ impl Drop for StreamsSubscription {
     }
 }
 
-struct StreamsAck {
+/// What every ack handle of one subscription shares, behind one `Arc` so
+/// that a delivery costs one reference count, not four.
+struct AckContext {
     settings: Arc<Settings>,
     inner: Arc<Inner>,
     queue: Arc<AckQueue>,
     consumer: Arc<str>,
+}
+
+struct StreamsAck {
+    context: Arc<AckContext>,
     entry_id: String,
     open: AtomicBool,
 }
@@ -520,16 +530,16 @@ struct StreamsAck {
 impl StreamsAck {
     fn finish(&self) {
         if self.open.swap(false, Ordering::AcqRel) {
-            self.inner.tracker.done();
+            self.context.inner.tracker.done();
         }
     }
 
     async fn xclaim_idle(&self, idle: Duration) -> Result<()> {
-        let mut conn = self.settings.conn.get().await?;
+        let mut conn = self.context.settings.conn.get().await?;
         let _: Value = redis::cmd("XCLAIM")
-            .arg(&self.queue.key)
-            .arg(&self.queue.group)
-            .arg(&*self.consumer)
+            .arg(&self.context.queue.key)
+            .arg(&self.context.queue.group)
+            .arg(&*self.context.consumer)
             .arg(0)
             .arg(&self.entry_id)
             .arg("IDLE")
@@ -538,8 +548,8 @@ impl StreamsAck {
             .query_async(&mut conn)
             .await
             .map_err(|err| {
-                self.settings.conn.check(&err);
-                backend_error(format!("XCLAIM on `{}`", self.queue.key), err)
+                self.context.settings.conn.check(&err);
+                backend_error(format!("XCLAIM on `{}`", self.context.queue.key), err)
             })?;
         Ok(())
     }
@@ -548,12 +558,12 @@ impl StreamsAck {
 impl Acknowledge for StreamsAck {
     fn ack(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let queued = self.queue.push(self.entry_id.clone());
+            let queued = self.context.queue.push(self.entry_id.clone());
             self.finish();
             // Acks normally ride on the next read; this bounds the queue of a
             // consumer that stops reading.
-            if queued >= self.settings.batch * 4 {
-                self.queue.flush(&self.settings).await?;
+            if queued >= self.context.settings.batch * 4 {
+                self.context.queue.flush(&self.context.settings).await?;
             }
             Ok(())
         })
@@ -564,11 +574,12 @@ impl Acknowledge for StreamsAck {
             // An entry that has been idle for the visibility timeout is
             // claimable, so making it look idle for (timeout - delay) makes it
             // claimable after the delay.
-            let visibility = self.settings.visibility_timeout;
+            let visibility = self.context.settings.visibility_timeout;
             let delay = delay.unwrap_or(Duration::ZERO).min(visibility);
             self.xclaim_idle(visibility - delay).await?;
-            self.inner
-                .request_claim(self.settings.clock.now().saturating_add(delay));
+            self.context
+                .inner
+                .request_claim(self.context.settings.clock.now().saturating_add(delay));
             self.finish();
             Ok(())
         })
