@@ -13,8 +13,9 @@ use pulse_core::error::{Classify, ConfigError, ErrorKind};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// A constructor got a value it cannot work with.
-    InvalidConfig(ConfigError),
+    /// A constructor got a value it cannot work with. Boxed, so that the
+    /// error stays small on the hot paths that return it.
+    InvalidConfig(Box<ConfigError>),
     /// A non-blocking submit or spawn found the queue or the concurrency
     /// limit full.
     Full {
@@ -66,7 +67,7 @@ impl Error {
         value: impl fmt::Display,
         fix: &'static str,
     ) -> Error {
-        Error::InvalidConfig(ConfigError::new(field, value, fix))
+        Error::InvalidConfig(Box::new(ConfigError::new(field, value, fix)))
     }
 
     pub(crate) fn from_panic(payload: Box<dyn Any + Send>) -> Error {
@@ -122,7 +123,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::InvalidConfig(err) => Some(err),
+            Error::InvalidConfig(err) => Some(&**err),
             _ => None,
         }
     }
@@ -143,7 +144,7 @@ impl Classify for Error {
 
 impl From<ConfigError> for Error {
     fn from(err: ConfigError) -> Self {
-        Error::InvalidConfig(err)
+        Error::InvalidConfig(Box::new(err))
     }
 }
 

@@ -90,16 +90,15 @@ pub enum State {
 }
 
 impl State {
-    const ALL: [State; 5] = [
-        State::Closed,
-        State::Open,
-        State::HalfOpen,
-        State::ForcedOpen,
-        State::Disabled,
-    ];
-
+    #[inline]
     fn from_bits(bits: u64) -> State {
-        State::ALL[(bits & STATE_MASK) as usize]
+        match bits & STATE_MASK {
+            0 => State::Closed,
+            1 => State::Open,
+            2 => State::HalfOpen,
+            3 => State::ForcedOpen,
+            _ => State::Disabled,
+        }
     }
 
     fn bits(self) -> u64 {

@@ -101,7 +101,15 @@ impl CountWindow {
 
         // The index wraps at 2^32 for the slot choice; the ring then restarts
         // at slot 0 once, which only replaces a few outcomes early.
-        let old = self.slots[self.slot_of(index)].swap(outcome, Relaxed);
+        let slot = &self.slots[self.slot_of(index)];
+
+        // In a steady state most slots already hold the new outcome, and
+        // reading first spares the write. Only the swap decides the
+        // counters, so they always match the slots.
+        let mut old = slot.load(Relaxed);
+        if old != outcome {
+            old = slot.swap(outcome, Relaxed);
+        }
 
         let failures = adjust(&self.failures, old & FAILED != 0, outcome & FAILED != 0);
         let slow = adjust(&self.slow, old & SLOW != 0, outcome & SLOW != 0);

@@ -101,8 +101,10 @@ impl<K: Eq + Hash + Clone, T: Clone> BlockingSingleFlight<K, T> {
                 (Slot::Abandoned, Err(err))
             }
         };
-        *lock(&flight.slot) = slot;
-        flight.done.notify_all();
+        if Arc::strong_count(flight) > 1 {
+            *lock(&flight.slot) = slot;
+            flight.done.notify_all();
+        }
         result
     }
 

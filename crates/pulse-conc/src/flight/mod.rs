@@ -158,13 +158,13 @@ where
         };
         match CatchUnwind::new(call()).await {
             Ok(value) => {
-                guard.finish(Slot::Done(value.clone()));
+                guard.finish(|| Slot::Done(value.clone()));
                 Ok(value)
             }
             Err(payload) => {
                 let err = Error::from_panic(payload);
                 tracing::warn!(target: "pulse_conc", error = %err, "single-flight call panicked");
-                guard.finish(Slot::Abandoned);
+                guard.finish(|| Slot::Abandoned);
                 Err(err)
             }
         }
@@ -213,18 +213,24 @@ struct LeaderGuard<'a, K: Eq + Hash + Clone, T> {
 }
 
 impl<K: Eq + Hash + Clone, T> LeaderGuard<'_, K, T> {
-    fn finish(&mut self, slot: Slot<T>) {
+    /// Hands out the result; `slot` is only built when a waiter exists.
+    fn finish(&mut self, slot: impl FnOnce() -> Slot<T>) {
         self.finished = true;
         self.calls.remove_if_same(self.key, self.flight);
-        *lock(&self.flight.slot) = slot;
-        self.flight.done.notify_waiters();
+
+        // With the key gone from the map no new waiter can join, so a
+        // reference count of one (the leader's own) means nobody waits.
+        if Arc::strong_count(self.flight) > 1 {
+            *lock(&self.flight.slot) = slot();
+            self.flight.done.notify_waiters();
+        }
     }
 }
 
 impl<K: Eq + Hash + Clone, T> Drop for LeaderGuard<'_, K, T> {
     fn drop(&mut self) {
         if !self.finished {
-            self.finish(Slot::Abandoned);
+            self.finish(|| Slot::Abandoned);
         }
     }
 }

@@ -1,26 +1,32 @@
 //! The map of calls in flight, split into shards so that callers of
 //! different keys rarely contend for one mutex.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex};
+
+use hashbrown::{DefaultHashBuilder, HashMap};
 
 use crate::util::lock;
 
-type Shard<K, C> = Mutex<HashMap<K, Arc<C>>>;
+type Shard<K, C> = Mutex<HashMap<K, Arc<C>, DefaultHashBuilder>>;
 
 pub(crate) struct Registry<K, C> {
     shards: Box<[Shard<K, C>]>,
-    hasher: RandomState,
+    /// Picks the shard. foldhash, randomly seeded per registry: fast, with
+    /// some resistance to chosen keys.
+    hasher: DefaultHashBuilder,
 }
 
 impl<K: Eq + Hash + Clone, C> Registry<K, C> {
     pub(crate) fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(4, usize::from);
         let count = (cores * 4).next_power_of_two();
+        let hasher = DefaultHashBuilder::default();
         Registry {
-            shards: (0..count).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..count)
+                .map(|_| Mutex::new(HashMap::with_hasher(hasher)))
+                .collect(),
+            hasher,
         }
     }
 
