@@ -56,6 +56,11 @@ struct Node<T> {
 /// let mut fired = Vec::new();
 /// wheel.advance(100, |_, value| fired.push(value));
 /// assert_eq!(fired, ["b"]);
+///
+/// // Tick 7000 sits in a level-2 slot that starts at 4096: the wheel
+/// // reports that lower bound, and moves the entry down when it gets there.
+/// assert_eq!(wheel.next_deadline(), Some(4096));
+/// wheel.advance(4096, |_, value| fired.push(value));
 /// assert_eq!(wheel.next_deadline(), Some(7000));
 /// assert!(wheel.get(b).is_none());
 /// ```
@@ -145,24 +150,13 @@ impl<T> TimerWheel<T> {
         Some((node.value.as_ref()?, node.when))
     }
 
-    /// Returns the earliest slot deadline, a lower bound on the next expiry
-    /// (exact for entries within 64 ticks).
+    /// Returns the start of the earliest occupied slot: a lower bound on the
+    /// next expiry, exact for entries within 64 ticks. O(1): a caller that
+    /// sleeps until it and advances gets the entries of a higher level moved
+    /// down, and asks again.
     pub fn next_deadline(&self) -> Option<u64> {
         let (level, slot) = self.next_slot()?;
-        if level == 0 {
-            return Some(self.slot_start(0, slot));
-        }
-        // The slot's entries can be later than its start; report the
-        // earliest of them so that the caller sleeps no longer than needed
-        // and no shorter than useful.
-        let mut index = self.heads[level][slot];
-        let mut earliest = u64::MAX;
-        while index != NIL {
-            let node = &self.nodes[index as usize];
-            earliest = earliest.min(node.when);
-            index = node.next;
-        }
-        Some(earliest.max(self.elapsed))
+        Some(self.slot_start(level, slot).max(self.elapsed))
     }
 
     /// Moves the wheel to tick `now` and hands every entry whose deadline is
