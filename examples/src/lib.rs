@@ -1,1 +1,4 @@
-//! Shared code for the runnable examples of gopulse.
+//! Shared code of the runnable examples: the tour's order service lives
+//! here so that its tests can run it with a small workload.
+
+pub mod tour;
