@@ -9,6 +9,7 @@
 // the point of this program.
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod ci;
 mod process;
 mod release;
@@ -26,6 +27,12 @@ struct Command {
 }
 
 const COMMANDS: &[Command] = &[
+    Command {
+        name: "bench",
+        summary: "run the peer benchmarks and rewrite docs/benchmarks.md",
+        help: bench::HELP,
+        run: bench::run,
+    },
     Command {
         name: "ci",
         summary: "run every CI gate: services, fmt, clippy, tests, cargo-deny",
