@@ -140,3 +140,28 @@ async fn semaphore_timeout_returns_none() {
         .unwrap();
     assert!(waited.is_none());
 }
+
+#[tokio::test]
+async fn reused_entries_keep_their_rules() {
+    // Writers leave their semaphores for reuse; readers and writers of new
+    // keys must still see the right number of free permits.
+    let locks = KeyedRwLock::<u32>::new();
+    for key in 0..50 {
+        let write = locks.write(&key).await;
+        assert!(locks.try_read(&key).is_none(), "key {key}");
+        drop(write);
+        let read = locks.read(&(key + 1000)).await;
+        let shared = locks.try_read(&(key + 1000)).expect("readers share");
+        assert!(locks.try_write(&(key + 1000)).is_none(), "key {key}");
+        drop((read, shared));
+    }
+    assert!(locks.is_empty());
+
+    let mutexes = KeyedMutex::<u32>::new();
+    for key in 0..50 {
+        let guard = mutexes.lock(&key).await;
+        assert!(mutexes.try_lock(&key).is_none(), "key {key}");
+        drop(guard);
+    }
+    assert!(mutexes.is_empty());
+}

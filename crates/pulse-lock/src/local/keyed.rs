@@ -20,8 +20,9 @@ const MAX_READERS: u32 = 1 << 30;
 /// Guards are owned: they borrow nothing and can move into spawned tasks.
 ///
 /// Cost: one shard-lock section when locking and one when unlocking. An
-/// uncontended lock and unlock allocates nothing once the table is warm
-/// (keys other than `Copy` types are cloned into the table on first use).
+/// uncontended lock and unlock touches no semaphore and allocates nothing
+/// once the table is warm, except that a key of a type such as `String` is
+/// cloned into the table when its entry is created.
 ///
 /// # Examples
 ///
@@ -233,14 +234,16 @@ where
     K: Hash + Eq + Borrow<Q>,
     Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
 {
-    let mut claim = table.claim(key);
-    claim
-        .semaphore()
-        .acquire_many(permits)
-        .await
-        .expect("entry semaphores are never closed")
-        .forget();
-    claim.held = permits;
+    let mut claim = table.claim(key, permits);
+    if claim.held == 0 {
+        claim
+            .semaphore()
+            .acquire_many(permits)
+            .await
+            .expect("entry semaphores are never closed")
+            .forget();
+        claim.held = permits;
+    }
     claim
 }
 
@@ -249,9 +252,11 @@ where
     K: Hash + Eq + Borrow<Q>,
     Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
 {
-    let mut claim = table.claim(key);
-    claim.semaphore().try_acquire_many(permits).ok()?.forget();
-    claim.held = permits;
+    let mut claim = table.claim(key, permits);
+    if claim.held == 0 {
+        claim.semaphore().try_acquire_many(permits).ok()?.forget();
+        claim.held = permits;
+    }
     Some(claim)
 }
 

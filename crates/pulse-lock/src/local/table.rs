@@ -4,9 +4,13 @@
 //! Each key maps to a `tokio::sync::Semaphore`. An entry is inserted when the
 //! first caller asks for the key and removed when the last guard or waiter
 //! lets go, so memory follows the number of keys in use, not the number of
-//! keys ever used. Removed semaphores are kept in a small per-shard free list
-//! and reused, so an uncontended lock and unlock allocates nothing once the
-//! table is warm.
+//! keys ever used.
+//!
+//! The first caller of a key inserts the entry with the permits it wants
+//! already taken, so an uncontended lock and unlock touches no semaphore at
+//! all. A semaphore whose last user held every permit is kept, still fully
+//! taken, in a small per-shard free list and reused for the next new key, so
+//! the warm path allocates nothing either.
 //!
 //! Invariant: every `Arc` of an entry's semaphore besides the table's own is
 //! cloned while the shard lock is held, so a strong count of 2 seen under the
@@ -70,8 +74,10 @@ impl<K: Hash + Eq> Table<K> {
         &self.shards[(hash >> 32) as usize & (self.shards.len() - 1)]
     }
 
-    /// Returns a claim on the entry of `key`, inserting it if needed.
-    pub(crate) fn claim<Q>(self: &Arc<Self>, key: &Q) -> Claim<K>
+    /// Returns a claim on the entry of `key`. A new entry is inserted with
+    /// `weight` permits already taken by the claim (`held == weight`); on an
+    /// existing entry the claim holds nothing yet (`held == 0`).
+    pub(crate) fn claim<Q>(self: &Arc<Self>, key: &Q, weight: u32) -> Claim<K>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
@@ -79,18 +85,22 @@ impl<K: Hash + Eq> Table<K> {
         let hash = self.hasher.hash_one(key);
         let mut shard = self.shard(hash).lock();
         let Shard { entries, spare } = &mut *shard;
-        let semaphore = match entries.entry(
+        let (semaphore, held) = match entries.entry(
             hash,
             |(k, _)| k.borrow() == key,
             |(k, _)| self.hasher.hash_one(k),
         ) {
-            Entry::Occupied(occupied) => occupied.get().1.clone(),
+            Entry::Occupied(occupied) => (occupied.get().1.clone(), 0),
             Entry::Vacant(vacant) => {
-                let semaphore = spare
-                    .pop()
-                    .unwrap_or_else(|| Arc::new(Semaphore::new(self.permits as usize)));
+                // Spare semaphores have every permit taken; give back the
+                // ones this claim does not take.
+                let semaphore = spare.pop().unwrap_or_else(|| Arc::new(Semaphore::new(0)));
+                let free = self.permits - weight;
+                if free > 0 {
+                    semaphore.add_permits(free as usize);
+                }
                 vacant.insert((key.to_owned(), semaphore.clone()));
-                semaphore
+                (semaphore, weight)
             }
         };
         drop(shard);
@@ -98,7 +108,7 @@ impl<K: Hash + Eq> Table<K> {
             table: self.clone(),
             hash,
             semaphore: Some(semaphore),
-            held: 0,
+            held,
         }
     }
 
@@ -120,18 +130,16 @@ impl<K> Drop for Claim<K> {
             self.table.shards[(self.hash >> 32) as usize & (self.table.shards.len() - 1)].lock();
 
         if Arc::strong_count(&semaphore) == 2 {
-            // Only the table and this claim use the entry: remove it, and
-            // keep the semaphore, full again, for the next key.
+            // Only the table and this claim use the entry: remove it. When
+            // this claim took every permit, the semaphore is in the state
+            // that new entries start from, so keep it for reuse.
             if let Ok(entry) = shard
                 .entries
                 .find_entry(self.hash, |(_, s)| Arc::ptr_eq(s, &semaphore))
             {
                 entry.remove();
             }
-            if self.held > 0 {
-                semaphore.add_permits(self.held as usize);
-            }
-            if shard.spare.len() < SPARE_PER_SHARD {
+            if self.held == self.table.permits && shard.spare.len() < SPARE_PER_SHARD {
                 shard.spare.push(semaphore);
             }
             return;
