@@ -3,8 +3,8 @@
 //! criterion run.
 //!
 //! Run with `cargo bench -p gopulse-benches --bench mq -- --warm-up-time 1 --measurement-time 3`.
-//! The Redis cases run on a private `redis-server` started for the bench
-//! (so the shared server is not loaded); they are skipped when
+//! The Redis cases run on a private `redis-server` started for the bench,
+//! so that the shared server carries no bench load. They are skipped when
 //! `redis-server` is not installed.
 //!
 //! Each iteration moves 100,000 messages of 16 bytes; criterion reports

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use pulse_core::clock::ManualClock;
+use pulse_core::clock::{Clock, ManualClock};
 use pulse_core::mq::{Message, Publisher, Subscriber, Subscription};
 use pulse_mq::router::{self, Backoff, HandlerError, MemoryDedupStore, Route, Router};
 use pulse_mq::{MemoryBroker, MemorySubscription, headers};
@@ -23,7 +23,7 @@ async fn next(
         .map(|result| result.expect("delivery"))
 }
 
-/// Polls until `condition` holds or the wait runs out.
+/// Polls until `condition` is true or the wait runs out.
 async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
@@ -111,6 +111,7 @@ async fn failing_handler_backs_off() {
         ])
         .await
         .unwrap();
+    let start = clock.now();
     broker
         .publisher()
         .publish("orders", Message::new("m", "x"))
@@ -118,7 +119,10 @@ async fn failing_handler_backs_off() {
         .unwrap();
 
     assert!(eventually(|| calls.load(Ordering::SeqCst) == 1).await);
-    // The clock stands still, so the nacked message must not come back.
+    // The subscription sleeps until the nacked message is due, 1 s later;
+    // the clock does not move, so the message must not come back before.
+    let first_due = start.saturating_add(Duration::from_secs(1));
+    assert!(eventually(|| clock.next_deadline() == Some(first_due)).await);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -129,6 +133,8 @@ async fn failing_handler_backs_off() {
     clock.advance(Duration::from_secs(1));
     assert!(eventually(|| calls.load(Ordering::SeqCst) == 2).await);
     // The second delay is 2 s: one more second is not enough.
+    let second_due = start.saturating_add(Duration::from_secs(3));
+    assert!(eventually(|| clock.next_deadline() == Some(second_due)).await);
     clock.advance(Duration::from_secs(1));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
