@@ -58,10 +58,16 @@ struct Node<T> {
 /// assert_eq!(fired, ["b"]);
 ///
 /// // Tick 7000 sits in a level-2 slot that starts at 4096: the wheel
-/// // reports that lower bound, and moves the entry down when it gets there.
+/// // reports that lower bound, and each advance moves the entry down until
+/// // the bound is exact.
 /// assert_eq!(wheel.next_deadline(), Some(4096));
-/// wheel.advance(4096, |_, value| fired.push(value));
-/// assert_eq!(wheel.next_deadline(), Some(7000));
+/// let mut now = 100;
+/// while let Some(next) = wheel.next_deadline() {
+///     now = next;
+///     wheel.advance(now, |_, value| fired.push(value));
+/// }
+/// assert_eq!(now, 7000);
+/// assert_eq!(fired, ["b", "c"]);
 /// assert!(wheel.get(b).is_none());
 /// ```
 pub struct TimerWheel<T> {
