@@ -158,6 +158,25 @@ async fn overlong_key_rejected() {
     let err = store.get(&"k".repeat(17)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("17 bytes"), "{err}");
+
+    let remote = pulse_cache::LocalCache::<String, bytes::Bytes>::builder()
+        .max_entries(10)
+        .build()
+        .unwrap();
+    let near = NearCache::<u64, _>::builder(remote)
+        .max_key_len(16)
+        .build()
+        .unwrap();
+    let long = "k".repeat(17);
+    for err in [
+        near.get(&long).await.unwrap_err(),
+        near.set(&long, &1).await.unwrap_err(),
+        near.get_or_load(&long, || async { Ok(Some(1)) })
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    }
 }
 
 #[tokio::test]

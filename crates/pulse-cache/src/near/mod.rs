@@ -231,14 +231,13 @@ where
         key: &'a str,
     ) -> impl Future<Output = pulse_core::Result<Option<V>>> + Send + 'a {
         // A hit returns before any future is built, so it costs what a
-        // local-tier hit costs. Only a miss boxes the remote read.
-        let answer = match self.check(key) {
-            Err(err) => Some(Err(err.into())),
-            Ok(()) => self.inner.shared.read(key, true).map(Ok),
-        };
-        match answer {
-            Some(answer) => Either::Left(future::ready(answer)),
+        // local-tier hit costs. Only a miss boxes the remote read. A key over
+        // the length limit is never stored, so checking it on a miss is
+        // enough.
+        match self.inner.shared.read(key, true) {
+            Some(value) => Either::Left(future::ready(Ok(value))),
             None => Either::Right(Box::pin(async move {
+                self.check(key)?;
                 let mark = self.inner.shared.coherence.mark(key);
                 self.fetch(key, mark).await
             })),
