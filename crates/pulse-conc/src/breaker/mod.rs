@@ -19,9 +19,10 @@
 //! # Cost
 //!
 //! In the closed state, asking for a permit is one atomic load; recording a
-//! success with a count-based window and slow-call detection off is two
-//! atomic read-modify-writes and no clock read. Nothing on that path
-//! allocates or locks. State changes take a mutex, so that they are applied
+//! success with a count-based window and slow-call detection off is one
+//! atomic read-modify-write and a few loads (one more write when the outcome
+//! it replaces in the window differs), with no clock read. Nothing on that
+//! path allocates or locks. State changes take a mutex, so that they are applied
 //! and reported one at a time.
 //!
 //! # Examples
