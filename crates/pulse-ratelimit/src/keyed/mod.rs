@@ -65,9 +65,9 @@ pub(crate) struct Shared<K, P: Policy, C> {
 /// [`sweep_interval`](KeyedBuilder::sweep_interval), with no call from the
 /// application; dropping an idle key loses nothing. Each shard's table
 /// shrinks after a sweep, so a churn of millions of keys gives its memory
-/// back. At most [`max_keys`](KeyedBuilder::max_keys) keys are kept: when a
+/// back. At most [`max_keys`](KeyedBuilder::max_keys) keys are kept. When a
 /// shard is full and none of its keys is idle, a *new* key is rejected with
-/// a `retry_after` of when one will be, because evicting a live key would
+/// a `retry_after` of when one will be. Evicting a live key instead would
 /// reset its limit and over-admit.
 ///
 /// The sweep thread stops when the limiter is dropped (within 50 ms) or

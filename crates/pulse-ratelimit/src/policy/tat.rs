@@ -4,8 +4,8 @@
 //! A token bucket with continuous refill, a leaky bucket used as a meter and
 //! GCRA make the same decisions: each is the others seen from a different
 //! side. GCRA stores the *theoretical arrival time* (TAT), the instant at
-//! which the bucket would be full again; the token count is
-//! `(now + burst × interval − TAT) ÷ interval` and the leaky bucket's water
+//! which the bucket would be full again. The token count is
+//! `(now + burst × interval − TAT) ÷ interval`, and the leaky bucket's water
 //! level is `TAT − now`. Storing that single instant instead of a count and a
 //! timestamp lets one `AtomicU64` compare-and-swap make the decision, with no
 //! lock, and keeps partial refills: nothing is rounded away between calls.
