@@ -54,6 +54,7 @@ impl RedisStoreBuilder {
             prefix: "pulse-cache".to_owned(),
             max_key_len: DEFAULT_MAX_KEY_LEN,
             publish: true,
+            timeout: Some(Duration::from_secs(5)),
             ..Default::default()
         }
     }
@@ -121,6 +122,8 @@ impl RedisStoreBuilder {
     }
 
     /// Bounds each command's wait for a connection and for its reply.
+    /// Defaults to 5 s, so a dead connection fails a call instead of hanging
+    /// it.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
