@@ -22,11 +22,11 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! let scheduler = Scheduler::new()?;
 //!
-//! // A one-shot task; the handle cancels it in O(1).
+//! // A one-shot task; its handle cancels it in O(1).
 //! let reminder = scheduler.schedule_after(Duration::from_secs(30), || async {
 //!     println!("follow up on order 42");
 //! })?;
-//! assert!(reminder.cancel());
+//! assert!(scheduler.cancel(&reminder));
 //!
 //! // A cron job in a time zone, with its policies.
 //! let cron = Cron::builder("0 30 2 * * *").time_zone("America/New_York")?.build()?;

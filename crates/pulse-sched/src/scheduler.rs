@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use pulse_core::BoxFuture;
-use pulse_core::clock::{Clock, MonoTime, SystemClock, WallTime};
+use pulse_core::clock::{Clock, FastClock, MonoTime, SystemClock, WallTime};
 use pulse_core::signal::Signal;
 use pulse_core::task::Background;
 use tokio::sync::Notify;
@@ -173,7 +173,7 @@ impl Scheduler {
     ///
     /// [`SchedError::Closed`] outside a tokio runtime.
     pub fn new() -> Result<Scheduler, SchedError> {
-        Scheduler::with_clock(Arc::new(SystemClock::new()), SchedulerOptions::default())
+        Scheduler::with_clock(Arc::new(HostClock::new()), SchedulerOptions::default())
     }
 
     /// Creates a scheduler on `clock` (a `ManualClock` in tests).
@@ -272,10 +272,25 @@ impl Scheduler {
             }
             key
         };
-        Ok(TaskHandle {
-            inner: Arc::downgrade(&self.inner),
-            key,
-        })
+        Ok(TaskHandle { key })
+    }
+
+    /// Cancels a one-shot task if it has not started. Returns whether it
+    /// was pending. O(1).
+    pub fn cancel(&self, task: &TaskHandle) -> bool {
+        self.inner.lock().wheel.cancel(task.key).is_some()
+    }
+
+    /// Returns whether a one-shot task is still waiting for its time.
+    pub fn is_pending(&self, task: &TaskHandle) -> bool {
+        self.inner.lock().wheel.get(task.key).is_some()
+    }
+
+    /// Returns when a pending one-shot task is due, on the scheduler's
+    /// monotonic clock.
+    pub fn deadline(&self, task: &TaskHandle) -> Option<MonoTime> {
+        let tick = self.inner.lock().wheel.get(task.key)?.1;
+        Some(self.inner.mono_of_tick(tick))
     }
 
     /// Adds a recurring job. Its first slot is the first after now; the
@@ -617,6 +632,39 @@ impl Drop for Inner {
     }
 }
 
+/// The default clock: monotonic readings from the CPU's time-stamp counter
+/// (a few ns, where `Instant::now` costs tens of ns on some machines), wall
+/// readings from the system clock so that cron follows the real time of
+/// day. Drift between the two shows up as a wall step and re-anchors jobs.
+#[derive(Debug)]
+struct HostClock {
+    fast: FastClock,
+    system: SystemClock,
+}
+
+impl HostClock {
+    fn new() -> Self {
+        HostClock {
+            fast: FastClock::new(),
+            system: SystemClock::new(),
+        }
+    }
+}
+
+impl Clock for HostClock {
+    fn now(&self) -> MonoTime {
+        self.fast.now()
+    }
+
+    fn wall(&self) -> WallTime {
+        self.system.wall()
+    }
+
+    fn sleep_until(&self, deadline: MonoTime) -> pulse_core::clock::Sleep {
+        self.fast.sleep_until(deadline)
+    }
+}
+
 /// Counts a run as active until it ends or is aborted.
 struct ActiveGuard {
     inner: Weak<Inner>,
@@ -692,40 +740,16 @@ async fn drive(weak: Weak<Inner>, stop: Signal) {
     }
 }
 
-/// A pending one-shot task: cancel it or ask whether it is still waiting.
+/// A pending one-shot task, to cancel or query through its [`Scheduler`]
+/// ([`Scheduler::cancel`], [`Scheduler::is_pending`],
+/// [`Scheduler::deadline`]).
 ///
-/// Dropping the handle does not cancel the task.
-#[derive(Clone, Debug)]
+/// The handle is a copyable key and holds no reference to the scheduler, so
+/// scheduling a task costs no reference count. Dropping it does not cancel
+/// the task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TaskHandle {
-    inner: Weak<Inner>,
     key: TimerKey,
-}
-
-impl TaskHandle {
-    /// Cancels the task if it has not started. Returns whether it was
-    /// pending. O(1).
-    pub fn cancel(&self) -> bool {
-        let Some(inner) = self.inner.upgrade() else {
-            return false;
-        };
-        let removed = inner.lock().wheel.cancel(self.key);
-        removed.is_some()
-    }
-
-    /// Returns whether the task is still waiting for its time.
-    pub fn is_pending(&self) -> bool {
-        self.inner
-            .upgrade()
-            .is_some_and(|inner| inner.lock().wheel.get(self.key).is_some())
-    }
-
-    /// Returns when the task is due on the scheduler's monotonic clock,
-    /// while it is pending.
-    pub fn deadline(&self) -> Option<MonoTime> {
-        let inner = self.inner.upgrade()?;
-        let tick = inner.lock().wheel.get(self.key)?.1;
-        Some(inner.mono_of_tick(tick))
-    }
 }
 
 /// A recurring job on a [`Scheduler`]: query it or remove it.
