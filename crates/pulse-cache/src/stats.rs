@@ -2,10 +2,11 @@
 //!
 //! Counting must not cost more than the lookup it counts, so hits and misses
 //! go to per-thread stripes on their own cache lines, updated with a plain
-//! load and store rather than a locked instruction. Two threads share a
-//! stripe only when more than [`STRIPES`] threads use one cache; their counts
-//! may then lose an increment now and then, so the figures are exact up to
-//! that many threads and approximate beyond.
+//! load and store rather than a locked instruction. Threads get stripe
+//! numbers round robin, so two threads share a stripe only once the process
+//! has started more than [`STRIPES`] threads that read caches. Two such
+//! threads reading the same cache at the same instant may lose an increment,
+//! so the figures are approximate in that case.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 

@@ -111,7 +111,7 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Whether writes also publish the changed key on the pub/sub channel
+    /// Sets whether writes also publish the changed key on the pub/sub channel
     /// (pipelined with the write, no extra round trip). On by default, so
     /// that instances listening through pub/sub hear writers that listen
     /// through tracking. Turn it off only when every instance uses

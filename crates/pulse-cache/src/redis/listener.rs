@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::{Inner, InvalidationMode};
 
-/// Longest wait between two reconnect attempts.
+/// Maximum wait between two reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often a tracking connection is pinged to notice a dead peer.
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -30,8 +30,8 @@ pub(super) fn subscribe(inner: &Inner) -> Option<Invalidations> {
     let receiver = inner.sender.subscribe();
 
     if inner.listener_started.swap(true, Ordering::SeqCst) {
-        // A late subscriber missed the first `All`: the stream is live, so
-        // a fresh `All` tells it so (other subscribers flush once more).
+        // A late subscriber missed the first `All`. The stream is live, so a
+        // fresh `All` lets it keep copies (other subscribers flush once more).
         if is_live(inner) {
             let _ = inner.sender.send(Invalidation::All);
         }
@@ -68,7 +68,7 @@ struct Listener {
     live: Arc<AtomicBool>,
 }
 
-/// Why a listening session ended.
+/// The reason a listening session ended.
 enum Ended {
     Stopped,
     /// The server does not support this mode.

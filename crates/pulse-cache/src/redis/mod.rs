@@ -28,7 +28,7 @@ use tracing::Instrument;
 
 use crate::error::{CacheError, check_key, short_key};
 
-/// How a store's invalidation stream hears of changed keys.
+/// The source of a store's invalidation stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvalidationMode {
@@ -97,7 +97,7 @@ impl RedisStore {
         RedisStoreBuilder::new()
     }
 
-    /// Returns the Redis key that holds the value of `key`.
+    /// Returns the Redis key that stores the value of `key`.
     pub fn value_key(&self, key: &str) -> String {
         format!("{}{key}", self.inner.value_prefix)
     }
