@@ -186,6 +186,11 @@ where
     ///
     /// Fails with [`ErrorKind::InvalidInput`](pulse_core::ErrorKind) when the
     /// weigher gives the entry more weight than the whole cache holds.
+    ///
+    // NOTE: quick_cache splits the capacity between shards. An entry that
+    // fits the cache but weighs more than one shard's part is dropped at
+    // once and reported to the listener as evicted; `estimated_entries`
+    // controls the shard count.
     pub fn insert(&self, key: K, value: V) -> pulse_core::Result<()> {
         let ttl = self
             .inner

@@ -111,8 +111,8 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Sets whether writes also publish the changed key on the pub/sub channel
-    /// (pipelined with the write, no extra round trip). On by default, so
+    /// Sets whether writes also publish the changed key on the pub/sub
+    /// channel (pipelined with the write, no extra round trip). On by default, so
     /// that instances listening through pub/sub hear writers that listen
     /// through tracking. Turn it off only when every instance uses
     /// [`InvalidationMode::Tracking`].
