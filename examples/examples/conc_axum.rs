@@ -2,9 +2,9 @@
 //! circuit breaker, retries and a time limit, with a bulkhead in front of
 //! the whole router.
 //!
-//! - Each upstream call has 200 ms; a failed call is retried twice with
-//!   exponential backoff and full jitter, within a retry budget shared by
-//!   all requests.
+//! - Each upstream call may take up to 200 ms. A failed call is retried
+//!   twice with exponential backoff and full jitter, within a retry budget
+//!   shared by all requests.
 //! - After 3 failed requests in a row the breaker opens, and requests get
 //!   `503 Service Unavailable` with `Retry-After` at once instead of waiting
 //!   on the upstream.
@@ -78,7 +78,11 @@ async fn stock(State(state): State<Arc<AppState>>, Path(sku): Path<String>) -> R
     match result {
         Ok(count) => format!("{sku}: {count} in stock\n").into_response(),
         Err(CallError::Rejected(Error::CircuitOpen { retry_after, .. })) => {
-            let seconds = retry_after.map_or(1, |after| after.as_secs().max(1));
+            // Rounded up, so a client that waits this long finds the breaker
+            // ready for a trial call.
+            let seconds = retry_after.map_or(1, |after| {
+                (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1)
+            });
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, seconds.to_string())],
@@ -90,8 +94,8 @@ async fn stock(State(state): State<Arc<AppState>>, Path(sku): Path<String>) -> R
     }
 }
 
-/// Turns the bulkhead's rejection into a response, as axum asks of a layer
-/// that can fail.
+/// Turns the bulkhead's rejection into a response, because axum routes
+/// only take services that cannot fail.
 async fn overloaded(err: BoxError) -> (StatusCode, String) {
     match err.downcast_ref::<Error>() {
         Some(Error::BulkheadFull { .. }) => (
