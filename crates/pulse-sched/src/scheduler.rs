@@ -166,8 +166,9 @@ struct JobState {
 }
 
 impl Scheduler {
-    /// Creates a scheduler on the system clock. Call it inside a tokio
-    /// runtime.
+    /// Creates a scheduler on the host's clocks: monotonic time from the
+    /// CPU's time-stamp counter (through `quanta`), wall time from the
+    /// system clock. Call it inside a tokio runtime.
     ///
     /// # Errors
     ///
