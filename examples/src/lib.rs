@@ -1,4 +1,5 @@
-//! Shared code of the runnable examples: the tour's order service lives
-//! here so that its tests can run it with a small workload.
+//! Shared code of the runnable examples: the tour and the axum order
+//! service live here so that their tests can run them.
 
+pub mod service;
 pub mod tour;
