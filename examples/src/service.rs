@@ -1,7 +1,8 @@
 //! An HTTP order service on axum that combines the primitives the way a
-//! real service does: the tower rate-limit layer per tenant, a circuit
-//! breaker (as a tower layer) around a flaky payment gateway, a near cache
-//! for product lookups, Snowflake order ids and an event publisher.
+//! real service does. It puts the tower rate-limit layer in front of each
+//! tenant's orders and a circuit breaker (as a tower layer) around a flaky
+//! payment gateway. Product lookups go through a near cache, orders get
+//! Snowflake ids, and each order publishes an event.
 //!
 //! | route | what it does |
 //! | --- | --- |
@@ -46,7 +47,7 @@ use crate::tour::{BoxError, Product};
 /// The topic order events go to.
 pub const ORDERS_TOPIC: &str = "orders.created";
 
-/// Where the cache and the events live.
+/// The backends of the cache and the events.
 pub struct Backends {
     store: Arc<dyn DynCacheStore>,
     publisher: Arc<dyn DynPublisher>,
@@ -67,7 +68,7 @@ impl Backends {
         })
     }
 
-    /// The cache and the events on the Redis server at `url`, under
+    /// Puts the cache and the events on the Redis server at `url`, under
     /// `prefix`.
     pub fn redis(url: &str, prefix: &str) -> Result<Backends, BoxError> {
         let store = RedisStore::builder()
@@ -182,7 +183,7 @@ impl Service {
     }
 }
 
-/// The rate-limit key: the `x-tenant` header, or `anonymous`.
+/// Extracts the rate-limit key: the `x-tenant` header, or `anonymous`.
 fn tenant(request: &Request<Body>) -> Option<String> {
     let tenant = request
         .headers()
@@ -192,8 +193,8 @@ fn tenant(request: &Request<Body>) -> Option<String> {
     Some(tenant.to_owned())
 }
 
-/// A payment gateway that fails while `down` is set, wrapped in a breaker
-/// that opens after three failures in a row and tries again after 5 s.
+/// Wraps the payment gateway in a breaker that opens after three failures
+/// in a row and tries again after 5 s.
 fn payment_gateway(down: Arc<AtomicBool>) -> Result<Payments, BoxError> {
     let breaker = CircuitBreaker::builder("payments")
         .consecutive_failures(3)
