@@ -244,7 +244,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let docs = root.join("docs");
     fs::create_dir_all(&docs)
         .map_err(|err| format!("failed to create {}: {err}", docs.display()))?;
-    let report = render_report(&results, &machine, command);
+    let mut report = render_report(&results, &machine, command);
+    report.push_str(&notes_index(&docs));
     fs::write(docs.join("benchmarks.md"), report)
         .map_err(|err| format!("failed to write docs/benchmarks.md: {err}"))?;
     fs::write(docs.join("benchmarks.svg"), render_svg(&results))
@@ -371,6 +372,33 @@ fn render_report(results: &BTreeMap<String, f64>, machine: &str, command: &str) 
             );
         }
         let _ = writeln!(out);
+    }
+    out
+}
+
+/// Links each area's notes (what limits a ratio, memory and staleness
+/// figures) kept beside the report.
+fn notes_index(docs: &Path) -> String {
+    let mut out = String::new();
+    let areas: Vec<&str> = AREAS
+        .iter()
+        .copied()
+        .filter(|area| docs.join("bench").join(format!("{area}.md")).exists())
+        .collect();
+    if !areas.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Notes per area
+"
+        );
+        let _ = writeln!(
+            out,
+            "What limits each ratio, and the figures a ratio cannot show (memory per entry, \
+             staleness, lateness), are in the notes of each area:\n"
+        );
+        for area in areas {
+            let _ = writeln!(out, "- [{area}](bench/{area}.md)");
+        }
     }
     out
 }
