@@ -6,7 +6,8 @@
 //! | clock | monotonic read | wall read | use it for |
 //! | --- | --- | --- | --- |
 //! | [`SystemClock`] | `std::time::Instant` (about 17–25 ns) | `SystemTime::now` | the default everywhere |
-//! | [`FastClock`] | CPU time-stamp counter through `quanta` (a few ns) | derived from the monotonic reading | hot paths: rate-limit checks, ID generation |
+//! | [`FastClock`] | CPU time-stamp counter through `quanta` (a few ns; 35–40 ns where `quanta` falls back to the OS clock) | derived from the monotonic reading | exact readings on a hot path |
+//! | [`CoarseClock`] | one atomic load of a value a thread refreshes every 1 ms (about 1 ns); lags by up to one interval | derived from the monotonic reading | hot paths at millisecond granularity: rate-limit checks, ID generation |
 //! | [`ManualClock`] | set by the test | set by the test, can step back | tests of expiry, backoff, clock faults |
 //!
 //! Every primitive reads durations (rates, leases, timeouts, timers) from
@@ -18,11 +19,13 @@
 //! cannot move a custom clock: a [`ManualClock`] wakes its sleepers when a test
 //! advances it.
 
+mod coarse;
 mod fast;
 mod manual;
 mod system;
 mod time;
 
+pub use coarse::CoarseClock;
 pub use fast::FastClock;
 pub use manual::ManualClock;
 pub use system::SystemClock;
