@@ -220,3 +220,39 @@ async fn redis_rejects_bad_input() {
         .unwrap();
     assert_eq!(exists, 0);
 }
+
+#[tokio::test]
+async fn redis_close_skips_unread_buffer() {
+    let Some(url) = pulse_testkit::services::redis_url() else {
+        return;
+    };
+    let prefix = pulse_testkit::unique_prefix("mq");
+    // The default 30 s drain: a close that waited for entries still in the
+    // read buffer would time out below.
+    let streams = RedisStreams::from_url(&url).unwrap().prefix(prefix.clone());
+    let subscriber = streams.subscriber();
+    let mut subscription = subscriber.subscribe("buffered", "g").await.unwrap();
+    let messages = (0..10).map(|i| Message::new(i.to_string(), "x")).collect();
+    streams
+        .publisher()
+        .publish_batch("buffered", messages)
+        .await
+        .unwrap();
+
+    let first = tokio::time::timeout(WAIT, subscription.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    first.ack().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), subscriber.close())
+        .await
+        .expect("close waited for entries that were never handed out")
+        .unwrap();
+    assert!(
+        subscription.next().await.is_none(),
+        "a closed subscription must end"
+    );
+    drop(subscription);
+    delete_prefix(&streams, &prefix).await;
+}

@@ -2,12 +2,13 @@
 //! inside one process.
 //!
 //! Each consumer group of a topic has its own queue. A publish appends the
-//! message to the queue of every group of the topic; the consumers of a
-//! group take messages from it in publish order. A taken message stays in
-//! the group's in-flight table until it is acked; a nack, the visibility
-//! timeout, or the drop of the subscription that took it returns it to the
-//! queue. While a message with a key is in flight, later messages with the
-//! same key wait, so that a group sees each key in publish order.
+//! message to the queue of every group of the topic, and the consumers of a
+//! group take messages from it in publish order, up to the prefetch count
+//! at a time. A taken message stays in the group's in-flight table until it
+//! is acked. A nack, the visibility timeout, or the drop of the subscription
+//! that took it returns it to the queue. While a message with a key is in
+//! flight, later messages with the same key wait, so a group receives each
+//! key in publish order.
 
 mod group;
 

@@ -287,7 +287,7 @@ pub struct StreamsSubscription {
     /// The subscription's own connection, because a blocking read holds
     /// its connection until it returns.
     reader: ConnSlot,
-    buffer: VecDeque<Delivery>,
+    buffer: VecDeque<Buffered>,
     next_claim: MonoTime,
     claim_cursor: String,
     failures: u32,
@@ -307,11 +307,13 @@ impl std::fmt::Debug for StreamsSubscription {
 impl Subscription for StreamsSubscription {
     async fn next(&mut self) -> Option<Result<Delivery>> {
         loop {
-            if let Some(delivery) = self.buffer.pop_front() {
-                return Some(Ok(delivery));
-            }
+            // A closed subscriber hands out nothing more; buffered entries
+            // stay pending and are reclaimed after the visibility timeout.
             if self.inner.closed.is_fired() {
                 return None;
+            }
+            if let Some(entry) = self.buffer.pop_front() {
+                return Some(Ok(self.hand_out(entry)));
             }
             match self.fill().await {
                 Ok(()) => self.failures = 0,
@@ -467,19 +469,36 @@ impl StreamsSubscription {
             self.queue.push(entry.entry_id);
             return;
         };
+        self.buffer.push_back(Buffered {
+            entry_id: entry.entry_id,
+            message,
+            attempt,
+        });
+    }
+
+    /// Turns a buffered entry into a delivery; only from here on does it
+    /// count as unsettled for the drain of [`Subscriber::close`].
+    fn hand_out(&self, entry: Buffered) -> Delivery {
         self.inner.tracker.start();
         let acker = StreamsAck {
             context: self.ack_context.clone(),
             entry_id: entry.entry_id,
             open: AtomicBool::new(true),
         };
-        self.buffer.push_back(Delivery::new(
+        Delivery::new(
             self.topic.clone(),
-            message,
-            attempt,
+            entry.message,
+            entry.attempt,
             Arc::new(acker),
-        ));
+        )
     }
+}
+
+/// An entry read and not handed out yet.
+struct Buffered {
+    entry_id: String,
+    message: pulse_core::mq::Message,
+    attempt: u32,
 }
 
 /// Acks taken from the queue for one round trip. They go back to the queue
