@@ -219,7 +219,7 @@ impl Lock for MemoryLock {
     }
 
     async fn extend(&self, lease: &Lease, ttl: Duration) -> pulse_core::Result<()> {
-        let drift = self.inner.options.check_ttl(ttl)?;
+        self.inner.options.check_ttl(ttl)?;
         let Some(attached) = lease::attached::<()>(lease) else {
             return Err(LockError::not_owner(lease.key()).into());
         };
@@ -227,7 +227,6 @@ impl Lock for MemoryLock {
         if lease.lost().is_fired() || !self.inner.renew_now(lease.key(), lease.owner(), ttl) {
             return Err(LockError::not_owner(lease.key()).into());
         }
-        let _ = drift;
         lease::extended(lease, &attached.tasks, sent_at, ttl);
         Ok(())
     }

@@ -262,7 +262,6 @@ impl Redlock {
                 needed: inner.quorum,
             });
         }
-        let _ = tally.failed;
         Ok(Err(inner.options.retry_min))
     }
 }
