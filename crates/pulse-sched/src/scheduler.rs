@@ -322,9 +322,13 @@ impl Scheduler {
                 queued: None,
             },
         );
+        // One wake-up arms every job added before the driver runs.
+        let wake = state.unarmed.is_empty();
         state.unarmed.push(id);
         drop(state);
-        self.inner.wake.notify_one();
+        if wake {
+            self.inner.wake.notify_one();
+        }
         tracing::debug!(target: "pulse_sched", job = &*name, "job added");
         Ok(JobHandle {
             inner: Arc::downgrade(&self.inner),
