@@ -445,12 +445,15 @@ impl Inner {
 
     /// Re-arms every job when the wall clock stepped since the last check.
     fn check_wall(&self, state: &mut State) {
+        // The offset is stored at every check, so the slow drift between
+        // two clock sources never adds up to a step; only a change of more
+        // than a tick between two checks does.
         let now = offset(&*self.clock);
-        if (now - state.wall_offset).abs() <= TICK_NANOS as i128 {
+        let step = now - std::mem::replace(&mut state.wall_offset, now);
+        if step.abs() <= TICK_NANOS as i128 {
             return;
         }
-        tracing::info!(target: "pulse_sched", step_ms = ((now - state.wall_offset) / 1_000_000) as i64, "wall clock stepped; re-anchoring jobs");
-        state.wall_offset = now;
+        tracing::info!(target: "pulse_sched", step_ms = (step / 1_000_000) as i64, "wall clock stepped; re-anchoring jobs");
         let ids: Vec<u64> = state.jobs.keys().copied().collect();
         for id in ids {
             self.arm(state, id);
