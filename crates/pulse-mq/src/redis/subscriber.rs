@@ -14,7 +14,8 @@ use pulse_core::mq::{Acknowledge, Capabilities, Delivery, Subscriber, Subscripti
 use pulse_core::signal::Signal;
 use pulse_core::task::Background;
 
-use super::{ConnSlot, GroupStart, Settings, backend_error, wire};
+use super::wire::{self, EntryId};
+use super::{ConnSlot, GroupStart, Settings, backend_error};
 use crate::drain::Tracker;
 use crate::error::MqError;
 use crate::router::Backoff;
@@ -54,26 +55,26 @@ impl std::fmt::Debug for StreamsSubscriber {
 struct AckQueue {
     key: String,
     group: String,
-    ids: Mutex<Vec<String>>,
+    ids: Mutex<Vec<EntryId>>,
     alive: AtomicBool,
 }
 
 impl AckQueue {
-    fn push(&self, entry_id: String) -> usize {
+    fn push(&self, entry_id: EntryId) -> usize {
         let mut ids = lock(&self.ids);
         ids.push(entry_id);
         ids.len()
     }
 
-    fn take(&self) -> Vec<String> {
+    fn take(&self) -> Vec<EntryId> {
         std::mem::take(&mut *lock(&self.ids))
     }
 
-    fn put_back(&self, mut taken: Vec<String>) {
+    fn put_back(&self, mut taken: Vec<EntryId>) {
         lock(&self.ids).append(&mut taken);
     }
 
-    fn xack(&self, ids: &[String]) -> redis::Cmd {
+    fn xack(&self, ids: &[EntryId]) -> redis::Cmd {
         let mut cmd = redis::cmd("XACK");
         cmd.arg(&self.key).arg(&self.group).arg(ids);
         cmd
@@ -433,19 +434,17 @@ impl StreamsSubscription {
 
         // The delivery count lives in the pending list, which XAUTOCLAIM
         // has just incremented for each claimed entry.
-        let first = claimed
-            .first()
-            .map(|e| e.entry_id.clone())
-            .unwrap_or_default();
-        let last = claimed
-            .last()
-            .map(|e| e.entry_id.clone())
-            .unwrap_or_default();
+        let (Some(first), Some(last)) = (
+            claimed.first().map(|e| e.entry_id),
+            claimed.last().map(|e| e.entry_id),
+        ) else {
+            return Ok(());
+        };
         let value: Value = redis::cmd("XPENDING")
             .arg(&self.key)
             .arg(&self.group)
-            .arg(&first)
-            .arg(&last)
+            .arg(first)
+            .arg(last)
             .arg(claimed.len() + self.settings.batch)
             .arg(&*self.consumer)
             .query_async(&mut conn)
@@ -454,7 +453,7 @@ impl StreamsSubscription {
                 self.reader.check(&err);
                 backend_error(format!("XPENDING on `{}`", self.key), err)
             })?;
-        let counts: HashMap<String, u64> = wire::pending_counts(value).into_iter().collect();
+        let counts: HashMap<EntryId, u64> = wire::pending_counts(value).into_iter().collect();
         tracing::warn!(target: "pulse_mq", stream = %self.key, group = %self.group, consumer = %self.consumer, claimed = claimed.len(), "took over messages idle past the visibility timeout");
         for entry in claimed {
             let attempt = counts.get(&entry.entry_id).copied().unwrap_or(2);
@@ -496,7 +495,7 @@ impl StreamsSubscription {
 
 /// An entry read and not handed out yet.
 struct Buffered {
-    entry_id: String,
+    entry_id: EntryId,
     message: pulse_core::mq::Message,
     attempt: u32,
 }
@@ -504,7 +503,7 @@ struct Buffered {
 /// Acks taken from the queue for one round trip. They go back to the queue
 /// unless the round trip succeeded, also when the read is cancelled.
 struct TakenAcks {
-    ids: Vec<String>,
+    ids: Vec<EntryId>,
     queue: Arc<AckQueue>,
 }
 
@@ -542,7 +541,7 @@ struct AckContext {
 
 struct StreamsAck {
     context: Arc<AckContext>,
-    entry_id: String,
+    entry_id: EntryId,
     open: AtomicBool,
 }
 
@@ -560,7 +559,7 @@ impl StreamsAck {
             .arg(&self.context.queue.group)
             .arg(&*self.context.consumer)
             .arg(0)
-            .arg(&self.entry_id)
+            .arg(self.entry_id)
             .arg("IDLE")
             .arg(idle.as_millis() as u64)
             .arg("JUSTID")
@@ -577,7 +576,7 @@ impl StreamsAck {
 impl Acknowledge for StreamsAck {
     fn ack(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let queued = self.context.queue.push(self.entry_id.clone());
+            let queued = self.context.queue.push(self.entry_id);
             self.finish();
             // Acks normally ride on the next read; this bounds the queue of a
             // consumer that stops reading.

@@ -1,7 +1,9 @@
 //! The stream entry layout of a message, and the parsing of replies.
 
+use std::fmt;
+
 use bytes::Bytes;
-use deadpool_redis::redis::{Cmd, Value};
+use deadpool_redis::redis::{Cmd, RedisWrite, ToRedisArgs, Value};
 use pulse_core::mq::Message;
 
 const ID: &[u8] = b"id";
@@ -24,10 +26,44 @@ pub(crate) fn append_fields(cmd: &mut Cmd, message: &Message) {
     cmd.arg(PAYLOAD).arg(&message.payload[..]);
 }
 
+/// A stream entry id, `<milliseconds>-<sequence>`, kept as two integers so
+/// that queueing an ack allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct EntryId {
+    millis: u64,
+    seq: u64,
+}
+
+impl EntryId {
+    fn parse(text: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(text).ok()?;
+        let (millis, seq) = text.split_once('-')?;
+        Some(EntryId {
+            millis: millis.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.millis, self.seq)
+    }
+}
+
+impl ToRedisArgs for EntryId {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + RedisWrite,
+    {
+        out.write_arg_fmt(self);
+    }
+}
+
 /// A stream entry read back: its entry id and the message, or `None` for an
 /// entry whose fields are not a pulse-mq message (it is acked and skipped).
 pub(crate) struct Entry {
-    pub(crate) entry_id: String,
+    pub(crate) entry_id: EntryId,
     pub(crate) message: Option<Message>,
 }
 
@@ -64,7 +100,7 @@ fn entry(value: Value) -> Option<Entry> {
         return None;
     }
     let fields = pair.pop()?;
-    let entry_id = text(pair.pop()?)?;
+    let entry_id = EntryId::parse(&bytes(pair.pop()?)?)?;
     Some(Entry {
         message: message(fields),
         entry_id,
@@ -142,7 +178,7 @@ pub(crate) fn autoclaim_reply(value: Value) -> (String, Vec<Entry>, Vec<String>)
 }
 
 /// Reads an extended `XPENDING` reply into `(entry id, times delivered)`.
-pub(crate) fn pending_counts(value: Value) -> Vec<(String, u64)> {
+pub(crate) fn pending_counts(value: Value) -> Vec<(EntryId, u64)> {
     let Value::Array(rows) = value else {
         return Vec::new();
     };
@@ -158,7 +194,7 @@ pub(crate) fn pending_counts(value: Value) -> Vec<(String, u64)> {
                 Value::Int(n) => u64::try_from(n).ok()?,
                 _ => return None,
             };
-            Some((text(fields.swap_remove(0))?, count))
+            Some((EntryId::parse(&bytes(fields.swap_remove(0))?)?, count))
         })
         .collect()
 }
@@ -192,8 +228,16 @@ mod tests {
         ])]);
         let entries = read_reply(reply);
         assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].entry_id, "1-0");
+        assert_eq!(entries[0].entry_id.to_string(), "1-0");
         assert_eq!(entries[0].message.as_ref(), Some(&sent));
+    }
+
+    #[test]
+    fn entry_id_round_trip() {
+        let id = EntryId::parse(b"1700000000123-42").unwrap();
+        assert_eq!(id.to_string(), "1700000000123-42");
+        assert!(EntryId::parse(b"not-an-id").is_none());
+        assert!(EntryId::parse(b"17").is_none());
     }
 
     #[test]
