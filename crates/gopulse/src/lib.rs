@@ -21,14 +21,16 @@
 //! | `ratelimit` | `ratelimit` | `pulse-ratelimit` | GCRA, token and leaky bucket, sliding and fixed windows, in-process or in Redis |
 //! | `sched` | `sched` | `pulse-sched` | timing-wheel delays, cron with time zones, one run per slot across a fleet |
 //!
-//! Server backends stay off even with `full`: turn on the primitive crate's
-//! `redis` or `postgres` feature for the ones you use.
+//! Server backends stay off even with `full`: turn on the ones you use with
+//! the pass-through features `<primitive>-<backend>`, such as
+//! `ratelimit-redis`, `lock-postgres`, `conc-tower` or `cache-metrics`.
+//! Each of them also turns on its primitive.
 //!
 //! # Example
 //!
 //! ```toml
 //! [dependencies]
-//! gopulse = { version = "0.1", features = ["ratelimit", "lock"] }
+//! gopulse = { version = "0.1", features = ["ratelimit-redis", "lock"] }
 //! ```
 //!
 //! Every module shares the clock and the error kinds of [`core`], so a test
