@@ -29,7 +29,7 @@
 //! | [`lock`] | [`Lock`](lock::Lock) and [`Lease`](lock::Lease) with fencing tokens |
 //! | [`cache`] | [`CacheStore`](cache::CacheStore) with invalidations |
 //! | [`mq`] | [`Publisher`](mq::Publisher), [`Subscriber`](mq::Subscriber), [`Delivery`](mq::Delivery) |
-//! | [`sched`] | [`Schedule`](sched::Schedule) |
+//! | [`sched`] | [`Schedule`](sched::Schedule) and [`JobStore`](sched::JobStore) |
 //! | [`flight`] | [`SingleFlight`](flight::SingleFlight) |
 //!
 //! # Generic use and trait objects
