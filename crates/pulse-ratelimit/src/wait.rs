@@ -4,8 +4,10 @@
 //! GCRA, the token bucket and both leaky buckets reserve: a waiter moves the
 //! limiter's instant forward by its cost at once. That puts it in line
 //! behind every earlier waiter (first come, first served), and later `check`
-//! calls see the capacity as taken. A waiter that is cancelled gives
-//! back exactly the cost it reserved. The window algorithms cannot reserve
+//! calls see the capacity as taken. A waiter cancelled before its turn
+//! gives back exactly the cost it reserved when it is the last in line;
+//! otherwise, or once its turn has come, the permits stay taken, since
+//! others may have counted from them. The window algorithms cannot reserve
 //! ahead, so their async waiters take turns through a first-in-first-out
 //! queue and poll with the decision's `retry_after`; a cancelled one has
 //! reserved nothing.
@@ -26,15 +28,17 @@ const BLOCKING_POLL: Duration = Duration::from_millis(5);
 struct Reservation<'a, P: Policy, C: Clock> {
     limiter: &'a Limiter<P, C>,
     cost: u32,
+    ready_at: u64,
     used: bool,
 }
 
 impl<P: Policy, C: Clock> Drop for Reservation<'_, P, C> {
     fn drop(&mut self) {
-        if !self.used {
+        // Past its ready time the reservation could have been used; keep it.
+        if !self.used && self.limiter.clock().now().as_nanos() < self.ready_at {
             self.limiter
                 .policy()
-                .unreserve(self.limiter.state(), self.cost);
+                .unreserve(self.limiter.state(), self.ready_at, self.cost);
             tracing::trace!(target: "pulse_ratelimit", cost = self.cost, "cancelled wait gave back its reservation");
         }
     }
@@ -53,8 +57,10 @@ impl<P: Policy, C: Clock> Limiter<P, C> {
     /// Waits until `cost` permits are available and takes them, first come
     /// first served.
     ///
-    /// Cancel-safe: dropping the future gives back exactly what it had
-    /// reserved. Sleeping goes through the limiter's clock, so a
+    /// Cancel-safe: dropping the future before its turn gives back exactly
+    /// what it had reserved if no later caller has taken permits since (a
+    /// give-back behind them could admit the same permits twice; they stay
+    /// taken instead). Sleeping goes through the limiter's clock, so a
     /// [`ManualClock`](pulse_core::clock::ManualClock) wakes it when a test
     /// advances time; other clocks need a tokio runtime with timers.
     ///
@@ -93,6 +99,7 @@ impl<P: Policy, C: Clock> Limiter<P, C> {
             let mut reservation = Reservation {
                 limiter: self,
                 cost,
+                ready_at,
                 used: false,
             };
             if ready_at > now.as_nanos() {

@@ -15,10 +15,12 @@ where
     K: Hash + Eq + Borrow<Q>,
     Q: Hash + Eq + ?Sized,
     P: Policy,
+    C: Clock,
 {
     shared: &'a Shared<K, P, C>,
     key: &'a Q,
     cost: u32,
+    ready_at: u64,
     used: bool,
 }
 
@@ -27,17 +29,21 @@ where
     K: Hash + Eq + Borrow<Q>,
     Q: Hash + Eq + ?Sized,
     P: Policy,
+    C: Clock,
 {
     fn drop(&mut self) {
-        if self.used {
+        // Past its ready time the key may have gone idle, been dropped and
+        // made again, so only an unused reservation still ahead is given
+        // back. Until then the key is not idle and the sweep keeps it.
+        if self.used || self.shared.clock.now().as_nanos() >= self.ready_at {
             return;
         }
-        // A key with a pending reservation is not idle, so the sweep has
-        // not dropped it.
         let hash = self.shared.hasher.hash_one(self.key);
         let table = self.shared.shard_of(hash).read();
         if let Some((_, state)) = table.find(hash, |(stored, _)| stored.borrow() == self.key) {
-            self.shared.policy.unreserve(state, self.cost);
+            self.shared
+                .policy
+                .unreserve(state, self.ready_at, self.cost);
         }
     }
 }
@@ -65,8 +71,9 @@ where
     /// Waits until `cost` permits for `key` are available and takes them.
     ///
     /// GCRA, the token bucket and both leaky buckets reserve, so waiters on
-    /// one key are served first come, first served, and a cancelled waiter
-    /// gives back exactly what it reserved. Window algorithms poll with the
+    /// one key are served first come, first served, and a waiter cancelled
+    /// before its turn gives back exactly what it reserved if no later
+    /// caller has taken permits of the key since. Window algorithms poll with the
     /// decision's `retry_after`, in no guaranteed order.
     ///
     /// # Errors
@@ -90,6 +97,7 @@ where
                 shared,
                 key,
                 cost,
+                ready_at,
                 used: false,
             };
             if ready_at > now {

@@ -64,8 +64,8 @@ pub trait Policy: Send + Sync + fmt::Debug + 'static {
 
     /// Gives back a reservation made by [`reserve`](Policy::reserve) that
     /// will not be used.
-    fn unreserve(&self, state: &Self::State, cost: u32) {
-        let _ = (state, cost);
+    fn unreserve(&self, state: &Self::State, ready_at: u64, cost: u32) {
+        let _ = (state, ready_at, cost);
     }
 }
 

@@ -69,11 +69,21 @@ fn reserve_tat(quota: &Quota, tat: &AtomicU64, now: u64, cost: u32) -> u64 {
     }
 }
 
-fn unreserve_tat(quota: &Quota, tat: &AtomicU64, cost: u32) {
+/// Gives back a reservation whose `cost` moved the instant to `reserved_to`,
+/// if nothing has moved it since.
+///
+/// Only the latest reservation can be taken back exactly. Once a check or
+/// another reservation has counted from it, time may have used up the
+/// permits in between, and taking the cost off the instant would admit it
+/// twice; those permits are left taken, which can only reject too much.
+fn unreserve_tat(quota: &Quota, tat: &AtomicU64, reserved_to: u64, cost: u32) {
     let increment = quota.interval_nanos() * u64::from(cost);
-    let _ = tat.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
-        Some(current.saturating_sub(increment))
-    });
+    let _ = tat.compare_exchange(
+        reserved_to,
+        reserved_to.saturating_sub(increment),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
 }
 
 macro_rules! tat_policy {
@@ -114,8 +124,11 @@ macro_rules! tat_policy {
                 Some(reserve_tat(&self.quota, state, now, cost))
             }
 
-            fn unreserve(&self, state: &AtomicU64, cost: u32) {
-                unreserve_tat(&self.quota, state, cost)
+            fn unreserve(&self, state: &AtomicU64, ready_at: u64, cost: u32) {
+                // A reservation that had to wait set the instant to its
+                // ready time plus the burst.
+                let reserved_to = ready_at.saturating_add(self.quota.burst_nanos());
+                unreserve_tat(&self.quota, state, reserved_to, cost)
             }
         }
     };
@@ -229,8 +242,10 @@ impl Policy for LeakyQueuePolicy {
         }
     }
 
-    fn unreserve(&self, state: &AtomicU64, cost: u32) {
-        unreserve_tat(&self.quota, state, cost)
+    fn unreserve(&self, state: &AtomicU64, ready_at: u64, cost: u32) {
+        // The reservation set the instant to its start plus its cost.
+        let increment = self.quota.interval_nanos() * u64::from(cost);
+        unreserve_tat(&self.quota, state, ready_at.saturating_add(increment), cost)
     }
 }
 
@@ -282,7 +297,7 @@ mod tests {
         let before = state.load(Ordering::SeqCst);
         let ready_at = gcra.reserve(&state, 0, 2).unwrap();
         assert_eq!(ready_at, 200 * MS);
-        gcra.unreserve(&state, 2);
+        gcra.unreserve(&state, ready_at, 2);
         assert_eq!(state.load(Ordering::SeqCst), before);
     }
 
