@@ -20,6 +20,10 @@ use crate::quota::Quota;
 const DEFAULT_MAX_KEYS: usize = 1_000_000;
 /// The default time between two sweeps for idle keys.
 const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// The largest shard count: more shards spread keys no better and only
+/// take memory.
+const MAX_SHARDS: usize = 1 << 16;
+
 /// Keys per shard below which more shards would only waste memory.
 const MIN_KEYS_PER_SHARD: usize = 64;
 
@@ -87,8 +91,8 @@ where
         self
     }
 
-    /// Sets the number of shards, rounded up to a power of two (default: four
-    /// per CPU, fewer for a small `max_keys`).
+    /// Sets the number of shards, from 1 to 65,536, rounded up to a power of
+    /// two (default: four per CPU, fewer for a small `max_keys`).
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -107,9 +111,10 @@ where
     ///
     /// # Errors
     ///
-    /// [`RateLimitError::InvalidSetting`] for a zero `max_keys`, shard count
-    /// or sweep interval; [`RateLimitError::Background`] when the sweep
-    /// thread cannot be started.
+    /// [`RateLimitError::InvalidSetting`] for a zero `max_keys` or sweep
+    /// interval, or a shard count of zero or above 65,536;
+    /// [`RateLimitError::Background`] when the sweep thread cannot be
+    /// started.
     pub fn build(self) -> Result<KeyedLimiter<K, P, C>, RateLimitError> {
         if self.max_keys == 0 {
             return Err(invalid("max_keys", 0, "use at least 1 key"));
@@ -122,7 +127,9 @@ where
             ));
         }
         let shard_count = match self.shards {
-            Some(0) => return Err(invalid("shards", 0, "use at least 1 shard")),
+            Some(shards) if shards == 0 || shards > MAX_SHARDS => {
+                return Err(invalid("shards", shards, "use 1 to 65536 shards"));
+            }
             Some(shards) => shards.next_power_of_two(),
             None => default_shards(self.max_keys),
         };

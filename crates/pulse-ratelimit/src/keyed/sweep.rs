@@ -29,12 +29,21 @@ where
     background.spawn_thread("sweep", move |stop| {
         // Real time paces the sweep; the limiter's own clock decides which
         // keys are idle, so a manual clock in tests still works.
-        let mut next = Instant::now() + interval;
+        // An interval too long for `Instant` means no sweep at all, never a
+        // panic that ends the thread.
+        let mut next = Instant::now().checked_add(interval);
         while !stop.is_fired() {
             let now = Instant::now();
-            if now < next {
-                std::thread::sleep((next - now).min(STOP_CHECK));
-                continue;
+            match next {
+                Some(at) if now >= at => {}
+                Some(at) => {
+                    std::thread::sleep((at - now).min(STOP_CHECK));
+                    continue;
+                }
+                None => {
+                    std::thread::sleep(STOP_CHECK);
+                    continue;
+                }
             }
             let Some(shared) = shared.upgrade() else {
                 break;
@@ -44,7 +53,7 @@ where
             if dropped > 0 {
                 tracing::trace!(target: "pulse_ratelimit", dropped, "dropped idle keys");
             }
-            next = Instant::now() + interval;
+            next = Instant::now().checked_add(interval);
         }
         tracing::debug!(target: "pulse_ratelimit", "keyed limiter sweep stopped");
     })
