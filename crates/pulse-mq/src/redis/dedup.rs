@@ -1,5 +1,6 @@
 //! A deduplication store on Redis.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::Pool;
@@ -7,7 +8,7 @@ use deadpool_redis::redis::{self, Value};
 use pulse_core::BoxFuture;
 use pulse_core::error::Result;
 
-use super::{backend_error, pool_error};
+use super::{ConnSlot, backend_error};
 use crate::router::DedupStore;
 
 /// A [`DedupStore`] shared by every process that uses the same Redis: one
@@ -33,7 +34,7 @@ use crate::router::DedupStore;
 /// ```
 #[derive(Clone)]
 pub struct RedisDedupStore {
-    pool: Pool,
+    conn: Arc<ConnSlot>,
     prefix: String,
 }
 
@@ -49,7 +50,7 @@ impl RedisDedupStore {
     /// Creates a store whose keys start with `<prefix>:dedup:`.
     pub fn new(pool: Pool, prefix: impl Into<String>) -> Self {
         RedisDedupStore {
-            pool,
+            conn: Arc::new(ConnSlot::new(pool)),
             prefix: prefix.into(),
         }
     }
@@ -63,7 +64,7 @@ impl DedupStore for RedisDedupStore {
     fn claim<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let key = self.key(key);
-            let mut conn = self.pool.get().await.map_err(pool_error)?;
+            let mut conn = self.conn.get().await?;
             let reply: Value = redis::cmd("SET")
                 .arg(&key)
                 .arg(1)
@@ -72,7 +73,10 @@ impl DedupStore for RedisDedupStore {
                 .arg((ttl.as_millis() as u64).max(1))
                 .query_async(&mut conn)
                 .await
-                .map_err(|err| backend_error(format!("SET NX on `{key}`"), err))?;
+                .map_err(|err| {
+                    self.conn.check(&err);
+                    backend_error(format!("SET NX on `{key}`"), err)
+                })?;
             Ok(!matches!(reply, Value::Nil))
         })
     }
@@ -80,12 +84,15 @@ impl DedupStore for RedisDedupStore {
     fn release<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let key = self.key(key);
-            let mut conn = self.pool.get().await.map_err(pool_error)?;
+            let mut conn = self.conn.get().await?;
             let _: i64 = redis::cmd("DEL")
                 .arg(&key)
                 .query_async(&mut conn)
                 .await
-                .map_err(|err| backend_error(format!("DEL on `{key}`"), err))?;
+                .map_err(|err| {
+                    self.conn.check(&err);
+                    backend_error(format!("DEL on `{key}`"), err)
+                })?;
             Ok(())
         })
     }
