@@ -190,9 +190,10 @@ impl CoarseClock {
         // The thread holds only a Weak, so that dropping the last handle
         // ends it: no thread outlives its clock.
         let weak = Arc::downgrade(&inner);
+        let wall_offset = inner.wall_offset;
         let handle = thread::Builder::new()
             .name("pulse-coarse-clock".into())
-            .spawn(move || refresh(weak, interval, exited))
+            .spawn(move || refresh(weak, interval, wall_offset, exited))
             .expect("failed to start the coarse clock's refresh thread");
         let _ = inner.thread.set(handle.thread().clone());
         tracing::debug!(target: "pulse_core", ?interval, "coarse clock started");
@@ -207,18 +208,31 @@ impl CoarseClock {
 }
 
 /// Stores the elapsed time once per interval until the clock is dropped.
-fn refresh(clock: Weak<Inner>, interval: Duration, exited: Arc<AtomicBool>) {
+fn refresh(clock: Weak<Inner>, interval: Duration, wall_offset: u64, exited: Arc<AtomicBool>) {
+    let step = duration_nanos(interval).max(1);
     loop {
+        let nanos = elapsed_nanos();
         match clock.upgrade() {
             // One writer and a monotonic source: a plain store keeps the
             // readings monotonic.
-            Some(inner) => inner.nanos.store(elapsed_nanos(), Ordering::Relaxed),
+            Some(inner) => inner.nanos.store(nanos, Ordering::Relaxed),
             None => break,
         }
 
+        // Wake when the wall reading crosses the next multiple of the
+        // interval rather than one interval after this wake-up. Late
+        // wake-ups then do not add up, and with a 1 ms interval every wall
+        // millisecond gets a reading unless a wake-up is more than 1 ms
+        // late, so an ID generator that fills each millisecond's sequence
+        // skips no millisecond.
+        let wall = wall_offset.saturating_add(nanos);
+        let next_wall = (wall / step).saturating_add(1).saturating_mul(step);
+        let next = next_wall.saturating_sub(wall_offset);
+        let wait = next.saturating_sub(elapsed_nanos());
+
         // Drop unparks the thread, so that it exits at once rather than
         // after a long interval. A spurious wake only refreshes early.
-        thread::park_timeout(interval);
+        thread::park_timeout(Duration::from_nanos(wait));
     }
     exited.store(true, Ordering::Release);
     tracing::debug!(target: "pulse_core", "coarse clock stopped");
