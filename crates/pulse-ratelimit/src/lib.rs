@@ -20,8 +20,14 @@
 //! rejected with `retry_after == Duration::MAX`; it is never admitted.
 //!
 //! Time is integer nanoseconds from the monotonic clock of
-//! [`pulse_core::clock`]: [`FastClock`](pulse_core::clock::FastClock) by
-//! default, [`ManualClock`](pulse_core::clock::ManualClock) in tests.
+//! [`pulse_core::clock`]: the process-wide
+//! [`CoarseClock`](pulse_core::clock::CoarseClock) by default (one atomic
+//! load, refreshed every millisecond),
+//! [`ManualClock`](pulse_core::clock::ManualClock) in tests. The coarse
+//! reading lags real time by up to a millisecond and never runs ahead, so a
+//! limiter decides on a slightly old time and never admits more than its
+//! quota; pass a [`FastClock`](pulse_core::clock::FastClock) through
+//! `with_clock` where sub-millisecond rates need exact readings.
 //!
 //! # Examples
 //!

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crossbeam_utils::CachePadded;
-use pulse_core::clock::{Clock, FastClock};
+use pulse_core::clock::{Clock, CoarseClock};
 use pulse_core::ratelimit::{Decision, RateLimiter};
 
 use crate::policy::{
@@ -13,26 +13,26 @@ use crate::policy::{
 use crate::quota::Quota;
 
 /// A GCRA limiter: one atomic compare-and-swap per decision.
-pub type Gcra<C = FastClock> = Limiter<GcraPolicy, C>;
+pub type Gcra<C = CoarseClock> = Limiter<GcraPolicy, C>;
 /// A token-bucket limiter with continuous refill.
-pub type TokenBucket<C = FastClock> = Limiter<TokenBucketPolicy, C>;
+pub type TokenBucket<C = CoarseClock> = Limiter<TokenBucketPolicy, C>;
 /// A leaky bucket used as a meter.
-pub type LeakyBucket<C = FastClock> = Limiter<LeakyBucketPolicy, C>;
+pub type LeakyBucket<C = CoarseClock> = Limiter<LeakyBucketPolicy, C>;
 /// A leaky bucket used as a queue that spaces requests out.
-pub type LeakyQueue<C = FastClock> = Limiter<LeakyQueuePolicy, C>;
+pub type LeakyQueue<C = CoarseClock> = Limiter<LeakyQueuePolicy, C>;
 /// An exact sliding-window log.
-pub type SlidingLog<C = FastClock> = Limiter<SlidingLogPolicy, C>;
+pub type SlidingLog<C = CoarseClock> = Limiter<SlidingLogPolicy, C>;
 /// A sliding-window counter.
-pub type SlidingWindow<C = FastClock> = Limiter<SlidingWindowPolicy, C>;
+pub type SlidingWindow<C = CoarseClock> = Limiter<SlidingWindowPolicy, C>;
 /// A fixed-window counter.
-pub type FixedWindow<C = FastClock> = Limiter<FixedWindowPolicy, C>;
+pub type FixedWindow<C = CoarseClock> = Limiter<FixedWindowPolicy, C>;
 
 /// A rate limiter without keys: every caller shares one limit.
 ///
 /// The algorithm is the policy `P` (use the aliases [`Gcra`],
 /// [`TokenBucket`], [`LeakyBucket`], [`LeakyQueue`], [`SlidingLog`],
 /// [`SlidingWindow`] and [`FixedWindow`]); the clock `C` is
-/// [`FastClock`] unless a test passes a
+/// [`CoarseClock`] unless a test passes a
 /// [`ManualClock`](pulse_core::clock::ManualClock).
 ///
 /// [`check`](Limiter::check) and [`check_n`](Limiter::check_n) allocate
@@ -59,7 +59,7 @@ pub type FixedWindow<C = FastClock> = Limiter<FixedWindowPolicy, C>;
 /// assert!(limiter.check().allowed);
 /// # Ok::<(), pulse_ratelimit::RateLimitError>(())
 /// ```
-pub struct Limiter<P: Policy, C: Clock = FastClock> {
+pub struct Limiter<P: Policy, C: Clock = CoarseClock> {
     state: CachePadded<P::State>,
     policy: P,
     clock: C,
@@ -68,10 +68,10 @@ pub struct Limiter<P: Policy, C: Clock = FastClock> {
     metrics: Option<crate::metrics::Counters>,
 }
 
-impl<P: Policy> Limiter<P, FastClock> {
-    /// Creates a limiter for `quota` on a [`FastClock`].
+impl<P: Policy> Limiter<P, CoarseClock> {
+    /// Creates a limiter for `quota` on a [`CoarseClock`].
     pub fn new(quota: Quota) -> Self {
-        Self::with_clock(quota, FastClock::new())
+        Self::with_clock(quota, CoarseClock::shared())
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::RwLock;
-use pulse_core::clock::{Clock, FastClock};
+use pulse_core::clock::{Clock, CoarseClock};
 use pulse_core::task::Background;
 
 use super::{KeyedLimiter, Shared, sweep};
@@ -30,7 +30,7 @@ const MIN_KEYS_PER_SHARD: usize = 64;
 /// Settings of a [`KeyedLimiter`]; see [`KeyedLimiter::builder`].
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct KeyedBuilder<K, P, C = FastClock> {
+pub struct KeyedBuilder<K, P, C = CoarseClock> {
     quota: Quota,
     clock: C,
     max_keys: usize,
@@ -41,11 +41,11 @@ pub struct KeyedBuilder<K, P, C = FastClock> {
     marker: PhantomData<fn() -> (K, P)>,
 }
 
-impl<K, P: Policy> KeyedBuilder<K, P, FastClock> {
+impl<K, P: Policy> KeyedBuilder<K, P, CoarseClock> {
     pub(super) fn new(quota: Quota) -> Self {
         KeyedBuilder {
             quota,
-            clock: FastClock::new(),
+            clock: CoarseClock::shared(),
             max_keys: DEFAULT_MAX_KEYS,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             shards: None,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::RwLock;
-use pulse_core::clock::{Clock, FastClock};
+use pulse_core::clock::{Clock, CoarseClock};
 use pulse_core::ratelimit::{Decision, RateLimiter};
 use pulse_core::task::Background;
 
@@ -27,19 +27,19 @@ use crate::policy::{
 use crate::quota::Quota;
 
 /// A GCRA limit per key.
-pub type KeyedGcra<K, C = FastClock> = KeyedLimiter<K, GcraPolicy, C>;
+pub type KeyedGcra<K, C = CoarseClock> = KeyedLimiter<K, GcraPolicy, C>;
 /// A token bucket per key.
-pub type KeyedTokenBucket<K, C = FastClock> = KeyedLimiter<K, TokenBucketPolicy, C>;
+pub type KeyedTokenBucket<K, C = CoarseClock> = KeyedLimiter<K, TokenBucketPolicy, C>;
 /// A leaky bucket (meter) per key.
-pub type KeyedLeakyBucket<K, C = FastClock> = KeyedLimiter<K, LeakyBucketPolicy, C>;
+pub type KeyedLeakyBucket<K, C = CoarseClock> = KeyedLimiter<K, LeakyBucketPolicy, C>;
 /// A leaky bucket (queue) per key.
-pub type KeyedLeakyQueue<K, C = FastClock> = KeyedLimiter<K, LeakyQueuePolicy, C>;
+pub type KeyedLeakyQueue<K, C = CoarseClock> = KeyedLimiter<K, LeakyQueuePolicy, C>;
 /// A sliding-window log per key.
-pub type KeyedSlidingLog<K, C = FastClock> = KeyedLimiter<K, SlidingLogPolicy, C>;
+pub type KeyedSlidingLog<K, C = CoarseClock> = KeyedLimiter<K, SlidingLogPolicy, C>;
 /// A sliding-window counter per key.
-pub type KeyedSlidingWindow<K, C = FastClock> = KeyedLimiter<K, SlidingWindowPolicy, C>;
+pub type KeyedSlidingWindow<K, C = CoarseClock> = KeyedLimiter<K, SlidingWindowPolicy, C>;
 /// A fixed window per key.
-pub type KeyedFixedWindow<K, C = FastClock> = KeyedLimiter<K, FixedWindowPolicy, C>;
+pub type KeyedFixedWindow<K, C = CoarseClock> = KeyedLimiter<K, FixedWindowPolicy, C>;
 
 type Shard<K, S> = CachePadded<RwLock<HashTable<(K, S)>>>;
 
@@ -96,19 +96,19 @@ pub(crate) struct Shared<K, P: Policy, C> {
 /// assert!(limiter.is_empty());
 /// # Ok::<(), pulse_ratelimit::RateLimitError>(())
 /// ```
-pub struct KeyedLimiter<K, P: Policy, C: Clock = FastClock> {
+pub struct KeyedLimiter<K, P: Policy, C: Clock = CoarseClock> {
     shared: Arc<Shared<K, P, C>>,
     background: Background,
 }
 
-impl<K, P> KeyedLimiter<K, P, FastClock>
+impl<K, P> KeyedLimiter<K, P, CoarseClock>
 where
     K: Hash + Eq + Send + Sync + 'static,
     P: Policy,
 {
-    /// Starts building a keyed limiter for `quota`, on a [`FastClock`]
+    /// Starts building a keyed limiter for `quota`, on a [`CoarseClock`]
     /// unless [`clock`](KeyedBuilder::clock) sets another.
-    pub fn builder(quota: Quota) -> KeyedBuilder<K, P, FastClock> {
+    pub fn builder(quota: Quota) -> KeyedBuilder<K, P, CoarseClock> {
         KeyedBuilder::new(quota)
     }
 }
