@@ -16,15 +16,18 @@ use crate::snowflake::{IdBatch, Snowflake, SnowflakeBuilder};
 /// Settings of a [`LeasedSnowflake`].
 #[derive(Clone, Debug)]
 pub struct LeasedSnowflakeConfig {
-    /// The lease TTL (default 10 s).
+    /// The lease TTL (default 10 s; 100 ms to 24 h).
     pub ttl: Duration,
-    /// How often the lease is renewed (default a third of the TTL).
+    /// How often the lease is renewed (default a third of the TTL; at least
+    /// 1 ms and shorter than the TTL).
     pub renew_every: Option<Duration>,
     /// The largest difference between two hosts' wall clocks that the
     /// fleet tolerates (default 1 s). A new holder of a worker id waits this
-    /// long past the previous lease's expiry before it issues.
+    /// long past the previous lease's expiry before it issues (at most
+    /// 24 h).
     pub max_clock_skew: Duration,
-    /// The pause between two failed lease attempts (default 200 ms).
+    /// The pause between two failed lease attempts (default 200 ms; at
+    /// least 1 ms).
     pub retry_delay: Duration,
     /// The owner value recorded in the lease (default: the process id and a
     /// random suffix).
@@ -34,6 +37,48 @@ pub struct LeasedSnowflakeConfig {
     /// holder also waits a full TTL plus the skew from its acquire, because
     /// a lost record cannot say when the previous lease ends.
     pub store_may_lose_records: bool,
+}
+
+/// The longest lease TTL and clock skew accepted. Values near
+/// `Duration::MAX` overflow the stores' millisecond deadlines, and a day is
+/// far beyond any useful lease.
+const MAX_SPAN: Duration = Duration::from_secs(24 * 3600);
+
+impl LeasedSnowflakeConfig {
+    /// Rejects settings that would panic, spin on the store, or lose the
+    /// lease between two renewals.
+    fn validate(&self) -> Result<()> {
+        let invalid = |field, value: Duration, fix| {
+            Err(ConfigError::new(field, format!("{value:?}"), fix).into())
+        };
+        if self.ttl < Duration::from_millis(100) || self.ttl > MAX_SPAN {
+            return invalid("ttl", self.ttl, "use a lease TTL from 100 ms to 24 h");
+        }
+        if let Some(every) = self.renew_every {
+            if every < Duration::from_millis(1) || every >= self.ttl {
+                return invalid(
+                    "renew_every",
+                    every,
+                    "use a renewal interval from 1 ms up to below the TTL (default: a third of the TTL)",
+                );
+            }
+        }
+        if self.max_clock_skew > MAX_SPAN {
+            return invalid(
+                "max_clock_skew",
+                self.max_clock_skew,
+                "use a clock skew of at most 24 h",
+            );
+        }
+        if self.retry_delay < Duration::from_millis(1) {
+            return invalid(
+                "retry_delay",
+                self.retry_delay,
+                "use a retry delay of at least 1 ms",
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for LeasedSnowflakeConfig {
@@ -110,15 +155,7 @@ impl<L: WorkerLeases, C: Clock> LeasedSnowflake<L, C> {
         builder: SnowflakeBuilder<C>,
         config: LeasedSnowflakeConfig,
     ) -> Result<Self> {
-        let ttl = config.ttl;
-        if ttl < Duration::from_millis(100) {
-            return Err(ConfigError::new(
-                "ttl",
-                format!("{ttl:?}"),
-                "use a lease TTL of at least 100 ms",
-            )
-            .into());
-        }
+        config.validate()?;
         let owner = match &config.owner {
             Some(owner) => owner.clone(),
             None => format!("pid{}-{:016x}", std::process::id(), rand::random::<u64>()),
