@@ -23,8 +23,9 @@
 //! # Clock faults
 //!
 //! Generators read the wall clock through [`pulse_core::clock::Clock`]
-//! ([`FastClock`](pulse_core::clock::FastClock) by default, a manual clock in
-//! tests). A [`Snowflake`] waits out a step back of up to its tolerance, and
+//! (the process-wide [`CoarseClock`](pulse_core::clock::CoarseClock) for
+//! [`Snowflake`], [`FastClock`](pulse_core::clock::FastClock) for the UUIDv7
+//! and ULID generators, a manual clock in tests). A [`Snowflake`] waits out a step back of up to its tolerance, and
 //! then either fails with [`IdError::ClockMovedBack`] or, if asked, goes on
 //! from its last timestamp. UUIDv7 and ULID generators go on from their last
 //! millisecond. No setting makes one generator repeat or decrease an ID.
