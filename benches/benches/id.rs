@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_main};
+use pulse_core::clock::{Clock, CoarseClock, FastClock};
 use pulse_id::{
     Layout, MemorySource, MonotonicUlid, MonotonicUuidV7, SegmentAllocator, SegmentConfig,
-    Snowflake,
+    Snowflake, SnowflakeBuilder,
 };
 
 fn snowflake(c: &mut Criterion) {
@@ -38,6 +39,18 @@ fn snowflake(c: &mut Criterion) {
     group.bench_function("snowflake_22_sequence_bits", |b| {
         b.iter(|| black_box(ids.next_id().unwrap()))
     });
+    let exact = SnowflakeBuilder::new(wide, FastClock::new())
+        .build()
+        .unwrap();
+    group.bench_function("snowflake_22_sequence_bits_fastclock", |b| {
+        b.iter(|| black_box(exact.next_id().unwrap()))
+    });
+    let coarse = SnowflakeBuilder::new(wide, CoarseClock::shared())
+        .build()
+        .unwrap();
+    group.bench_function("snowflake_22_sequence_bits_coarseclock", |b| {
+        b.iter(|| black_box(coarse.next_id().unwrap()))
+    });
     group.finish();
 
     // The Twitter layout binds at 4096 IDs per ms: its throughput shows
@@ -49,15 +62,26 @@ fn snowflake(c: &mut Criterion) {
         b.iter(|| black_box(twitter.next_id().unwrap()))
     });
     group.finish();
-    report_ticks_filled(&twitter);
+    report_ticks_filled("default", &twitter);
+    let exact = SnowflakeBuilder::new(Layout::twitter(), FastClock::new())
+        .build()
+        .unwrap();
+    report_ticks_filled("fastclock", &exact);
+    let coarse = SnowflakeBuilder::new(Layout::twitter(), CoarseClock::shared())
+        .build()
+        .unwrap();
+    report_ticks_filled("coarseclock", &coarse);
 }
 
 /// Calls the Twitter-layout generator for 500 ms and reports how many of
 /// the ticks it issued in were filled to all 4096 sequence numbers. A tick
 /// in which the thread was descheduled by a busy machine cannot fill.
-fn report_ticks_filled(ids: &Snowflake) {
+/// Also reports the IDs issued per ms of real time, which a clock that
+/// skips ticks would lower.
+fn report_ticks_filled<C: Clock>(label: &str, ids: &Snowflake<C>) {
     let layout = *ids.layout();
     let started = std::time::Instant::now();
+    let mut issued = 0u64;
     let (mut ticks, mut full, mut current_tick, mut in_tick) = (0u64, 0u64, u64::MAX, 0u64);
     while started.elapsed() < Duration::from_millis(500) {
         for _ in 0..1024 {
@@ -72,10 +96,13 @@ fn report_ticks_filled(ids: &Snowflake) {
             }
             in_tick += 1;
         }
+        issued += 1024;
     }
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     eprintln!(
-        "id/snowflake_twitter/ticks_filled: {full} of {ticks} ticks issued all 4096 IDs ({:.1}%)",
-        100.0 * full as f64 / ticks.max(1) as f64
+        "id/snowflake_twitter/ticks_filled/{label}: {full} of {ticks} ticks issued all 4096 IDs ({:.1}%), {:.0} IDs per ms over {elapsed_ms:.0} ms",
+        100.0 * full as f64 / ticks.max(1) as f64,
+        issued as f64 / elapsed_ms
     );
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use governor::{Quota as GovernorQuota, RateLimiter as GovernorLimiter};
+use pulse_core::clock::FastClock;
 use pulse_ratelimit::{Gcra, KeyedGcra, Quota};
 
 /// One permit per nanosecond: every check is admitted, so each one writes.
@@ -32,6 +33,10 @@ fn one_key_one_thread(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("ratelimit/one_key_one_thread/{label}"));
         let pulse = Gcra::new(pulse_quota(rate));
         group.bench_function("pulse_gcra", |b| b.iter(|| black_box(pulse.check())));
+        let exact = Gcra::with_clock(pulse_quota(rate), FastClock::new());
+        group.bench_function("pulse_gcra_fastclock", |b| {
+            b.iter(|| black_box(exact.check()))
+        });
         let governor = GovernorLimiter::direct(governor_quota(rate));
         group.bench_function("governor_direct", |b| {
             b.iter(|| black_box(governor.check()))
@@ -73,6 +78,14 @@ fn two_threads_one_key(c: &mut Criterion) {
                 })
             })
         });
+        let exact = Gcra::with_clock(pulse_quota(rate), FastClock::new());
+        group.bench_function("pulse_gcra_fastclock", |b| {
+            b.iter_custom(|iters| {
+                contended(iters, &|| {
+                    black_box(exact.check());
+                })
+            })
+        });
         let governor = GovernorLimiter::direct(governor_quota(rate));
         group.bench_function("governor_direct", |b| {
             b.iter_custom(|iters| {
@@ -90,9 +103,14 @@ fn keyed_1000_keys(c: &mut Criterion) {
     let pulse = KeyedGcra::<u64>::builder(pulse_quota(OPEN_RATE))
         .build()
         .expect("valid settings");
+    let exact = KeyedGcra::<u64>::builder(pulse_quota(OPEN_RATE))
+        .clock(FastClock::new())
+        .build()
+        .expect("valid settings");
     let governor = GovernorLimiter::keyed(governor_quota(OPEN_RATE));
     for key in 0..KEYS {
         pulse.check(&key);
+        exact.check(&key);
         let _ = governor.check_key(&key);
     }
 
@@ -101,6 +119,13 @@ fn keyed_1000_keys(c: &mut Criterion) {
         b.iter(|| {
             next = (next + 1) % KEYS;
             black_box(pulse.check(&next))
+        })
+    });
+    let mut next = 0u64;
+    group.bench_function("pulse_keyed_gcra_fastclock", |b| {
+        b.iter(|| {
+            next = (next + 1) % KEYS;
+            black_box(exact.check(&next))
         })
     });
     let mut next = 0u64;
