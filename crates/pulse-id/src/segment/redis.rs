@@ -78,7 +78,22 @@ impl SegmentSource for RedisSegmentSource {
             .query_async(&mut conn)
             .await
             .map_err(|err| backend_error("INCRBY", err))?;
-        Ok(last - count + 1)
+
+        // A counter below the range it just covered was set or moved back
+        // by hand; IDs from it would wrap or repeat.
+        count
+            .checked_sub(1)
+            .and_then(|below| last.checked_sub(below))
+            .filter(|&first| first > 0)
+            .ok_or_else(|| IdError::Protocol {
+                backend: "redis",
+                operation: "INCRBY",
+                message: format!(
+                    "counter `{}` reads {last} after reserving {count} IDs; \
+                     set it to at least the last ID issued before",
+                    self.key(name)
+                ),
+            })
     }
 
     fn backend(&self) -> &'static str {
