@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use parking_lot::Mutex;
 use pulse_core::ratelimit::Decision;
 
-use super::{Policy, ceil_ms, never};
+use super::{Policy, cap_now, ceil_ms, never};
 use crate::quota::Quota;
 
 /// The sliding-window log: remembers when each admitted request was taken,
@@ -81,6 +81,7 @@ impl Policy for SlidingLogPolicy {
         if u64::from(cost) > limit {
             return never(&self.quota);
         }
+        let now = cap_now(now);
         let mut log = state.lock();
         log.expire(now, self.window);
         let newest_end = log
@@ -110,6 +111,7 @@ impl Policy for SlidingLogPolicy {
     }
 
     fn idle_after(&self, state: &Mutex<Log>, now: u64) -> u64 {
+        let now = cap_now(now);
         let mut log = state.lock();
         log.expire(now, self.window);
         log.entries

@@ -69,6 +69,19 @@ pub trait Policy: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// The latest clock reading the policies use, about 384 years after the
+/// clock's origin: two quota spans of 100 years below `u64::MAX`, so that
+/// an instant plus a burst plus a cost never overflows. A clock read later
+/// (only a manual clock gets there) stands still at this reading, which
+/// stops refills instead of admitting everything.
+pub(crate) const LATEST_NOW: u64 = u64::MAX - 2 * 100 * 365 * 24 * 3600 * 1_000_000_000;
+
+/// Caps a clock reading at [`LATEST_NOW`].
+#[inline]
+pub(crate) fn cap_now(now: u64) -> u64 {
+    now.min(LATEST_NOW)
+}
+
 /// Converts nanoseconds to a duration rounded up to the millisecond, the
 /// precision every decision promises.
 #[inline]

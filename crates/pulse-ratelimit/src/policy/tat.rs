@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use pulse_core::ratelimit::Decision;
 
-use super::{Policy, ceil_ms, never};
+use super::{Policy, cap_now, ceil_ms, never};
 use crate::quota::Quota;
 
 /// Decides `cost` permits against a TAT, with GCRA.
@@ -24,15 +24,18 @@ fn check_tat(quota: &Quota, tat: &AtomicU64, now: u64, cost: u32) -> Decision {
     if cost > burst {
         return never(quota);
     }
+    let now = cap_now(now);
     let interval = quota.interval_nanos();
     let increment = interval * u64::from(cost);
-    let horizon = now.saturating_add(quota.burst_nanos());
+    let horizon = now + quota.burst_nanos();
 
     // Relaxed is enough: the decision depends on this one location only,
     // and compare-and-swap sees its latest value.
     let mut current = tat.load(Ordering::Relaxed);
     loop {
-        let next = current.max(now) + increment;
+        // Waiters may have reserved far ahead: an instant beyond `u64::MAX`
+        // is as full as a bucket gets.
+        let next = current.max(now).saturating_add(increment);
         if next > horizon {
             return Decision::rejected(
                 u64::from(burst),
@@ -58,6 +61,7 @@ fn check_tat(quota: &Quota, tat: &AtomicU64, now: u64, cost: u32) -> Decision {
 /// Takes `cost` permits whatever the balance, queueing behind earlier
 /// reservations, and returns when they may be used.
 fn reserve_tat(quota: &Quota, tat: &AtomicU64, now: u64, cost: u32) -> u64 {
+    let now = cap_now(now);
     let increment = quota.interval_nanos() * u64::from(cost);
     let mut current = tat.load(Ordering::Relaxed);
     loop {
@@ -117,7 +121,7 @@ macro_rules! tat_policy {
             }
 
             fn idle_after(&self, state: &AtomicU64, now: u64) -> u64 {
-                state.load(Ordering::Relaxed).saturating_sub(now)
+                state.load(Ordering::Relaxed).saturating_sub(cap_now(now))
             }
 
             fn reserve(&self, state: &AtomicU64, now: u64, cost: u32) -> Option<u64> {
@@ -204,6 +208,7 @@ impl Policy for LeakyQueuePolicy {
         if cost > burst {
             return never(&self.quota);
         }
+        let now = cap_now(now);
         let increment = self.quota.interval_nanos() * u64::from(cost);
         let mut current = state.load(Ordering::Relaxed);
         loop {
@@ -226,10 +231,11 @@ impl Policy for LeakyQueuePolicy {
     }
 
     fn idle_after(&self, state: &AtomicU64, now: u64) -> u64 {
-        state.load(Ordering::Relaxed).saturating_sub(now)
+        state.load(Ordering::Relaxed).saturating_sub(cap_now(now))
     }
 
     fn reserve(&self, state: &AtomicU64, now: u64, cost: u32) -> Option<u64> {
+        let now = cap_now(now);
         let increment = self.quota.interval_nanos() * u64::from(cost);
         let mut current = state.load(Ordering::Relaxed);
         loop {

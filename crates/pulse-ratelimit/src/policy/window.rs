@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use pulse_core::ratelimit::Decision;
 
-use super::{Policy, ceil_ms, never};
+use super::{Policy, cap_now, ceil_ms, never};
 use crate::quota::Quota;
 
 /// A fixed window: up to `burst` permits per aligned window.
@@ -76,6 +76,7 @@ impl Policy for FixedWindowPolicy {
         if u64::from(cost) > limit {
             return never(&self.quota);
         }
+        let now = cap_now(now);
         let index = now / self.window;
         let window_end = (index + 1).saturating_mul(self.window);
         let until_end = ceil_ms(window_end - now);
@@ -104,6 +105,7 @@ impl Policy for FixedWindowPolicy {
     }
 
     fn idle_after(&self, state: &AtomicU64, now: u64) -> u64 {
+        let now = cap_now(now);
         let index = now / self.window;
         if Self::count_in(state.load(Ordering::Relaxed), index) == 0 {
             0
@@ -212,6 +214,7 @@ impl Policy for SlidingWindowPolicy {
         if cost > limit {
             return never(&self.quota);
         }
+        let now = cap_now(now);
         let index = now / self.window;
         let elapsed = now - index * self.window;
 
@@ -229,6 +232,7 @@ impl Policy for SlidingWindowPolicy {
     }
 
     fn idle_after(&self, state: &Mutex<SlidingCounts>, now: u64) -> u64 {
+        let now = cap_now(now);
         let index = now / self.window;
         let mut counts = state.lock();
         counts.roll(index);
