@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use pulse_core::clock::{Clock, FastClock};
+use pulse_core::clock::{Clock, CoarseClock};
 use pulse_core::error::ConfigError;
 use pulse_core::id::IdGenerator;
 use pulse_core::signal::Signal;
@@ -113,7 +113,7 @@ impl Default for LeasedSnowflakeConfig {
 /// ```
 /// use pulse_id::{Layout, LeasedSnowflake, LeasedSnowflakeConfig, MemoryWorkerLeases};
 /// use pulse_id::SnowflakeBuilder;
-/// use pulse_core::clock::FastClock;
+/// use pulse_core::clock::CoarseClock;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let leases = MemoryWorkerLeases::new();
@@ -121,7 +121,7 @@ impl Default for LeasedSnowflakeConfig {
 ///     max_clock_skew: std::time::Duration::ZERO,
 ///     ..LeasedSnowflakeConfig::default()
 /// };
-/// let builder = SnowflakeBuilder::new(Layout::twitter(), FastClock::new());
+/// let builder = SnowflakeBuilder::new(Layout::twitter(), CoarseClock::shared());
 /// let ids = LeasedSnowflake::start(leases, builder, config).await.unwrap();
 /// let id = ids.next_id().unwrap();
 /// assert_eq!(ids.layout().decode(id).worker_id, ids.worker_id());
@@ -129,7 +129,7 @@ impl Default for LeasedSnowflakeConfig {
 /// # });
 /// ```
 #[derive(Debug)]
-pub struct LeasedSnowflake<L: WorkerLeases, C: Clock = FastClock> {
+pub struct LeasedSnowflake<L: WorkerLeases, C: Clock = CoarseClock> {
     shared: Arc<Shared<L, C>>,
     tasks: Background,
 }
@@ -258,6 +258,21 @@ impl<L: WorkerLeases, C: Clock> Shared<L, C> {
             .leases
             .acquire(&self.owner, pool_size, self.config.ttl)
             .await?;
+
+        // The layout keeps only the low worker bits: a worker id outside
+        // the pool would issue another worker's IDs.
+        if lease.worker_id >= pool_size {
+            let _ = self.leases.release(&lease).await;
+            return Err(IdError::Protocol {
+                backend: self.leases.backend(),
+                operation: "acquire a worker id",
+                message: format!(
+                    "worker id {} is outside the pool of {pool_size}; \
+                     the store must return ids below the pool size",
+                    lease.worker_id
+                ),
+            });
+        }
 
         // The previous holder issued only timestamps below its expiry plus
         // the skew between its clock and the store's.
