@@ -276,35 +276,29 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// assert_eq!(redact_url("postgres://app@db/test?password=x"), "postgres://app@db/test?password=***");
 /// ```
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let authority_start = scheme_end + 3;
-    let rest = &url[authority_start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-
-    let mut out = String::with_capacity(url.len());
-    out.push_str(&url[..authority_start]);
+    let start = url.find("://").map_or(0, |index| index + 3);
+    let (scheme, rest) = url.split_at(start);
 
     // The user information ends at the last `@`, because a password may
-    // itself contain an unescaped `@`.
-    match authority.rfind('@') {
-        Some(at) => {
-            let user_info = &authority[..at];
-            match user_info.find(':') {
-                Some(colon) => {
-                    out.push_str(&user_info[..colon]);
-                    out.push_str(":***");
-                }
-                None => out.push_str(user_info),
-            }
-            out.push_str(&authority[at..]);
-        }
-        None => out.push_str(authority),
-    }
+    // itself contain an unescaped `@` or `/`. A malformed URL (a missing
+    // `//`, a `/` in the password) is masked the same way, so a typo never
+    // puts a password into a log line.
+    let (user_info, tail) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at..]),
+        None => (None, rest),
+    };
 
-    let tail = &rest[authority_end..];
+    let mut out = String::with_capacity(url.len());
+    out.push_str(scheme);
+    if let Some(user_info) = user_info {
+        match user_info.find(':') {
+            Some(colon) => {
+                out.push_str(&user_info[..colon]);
+                out.push_str(":***");
+            }
+            None => out.push_str(user_info),
+        }
+    }
     match tail.find('?') {
         Some(query_start) => {
             out.push_str(&tail[..=query_start]);
@@ -357,6 +351,13 @@ mod tests {
             redact_url("redis://u:p@ss@host:1/2"),
             "redis://u:***@host:1/2"
         );
+    }
+
+    #[test]
+    fn redact_masks_malformed_urls() {
+        assert_eq!(redact_url("redis//user:pw@host"), "redis//user:***@host");
+        assert_eq!(redact_url("u:pw@h:6379"), "u:***@h:6379");
+        assert_eq!(redact_url("redis://u:pw/x@h"), "redis://u:***@h");
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl ManualClock {
     /// deadline has been reached.
     pub fn advance(&self, duration: Duration) {
         let nanos = duration_nanos(duration);
-        self.inner.wall.fetch_add(nanos, Ordering::SeqCst);
+        self.step_wall_forward(duration);
         self.advance_monotonic_nanos(nanos);
     }
 
@@ -145,11 +145,14 @@ impl ManualClock {
     }
 
     fn advance_monotonic_nanos(&self, nanos: u64) {
-        let now = self
+        let previous = self
             .inner
             .mono
-            .fetch_add(nanos, Ordering::SeqCst)
-            .saturating_add(nanos);
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |mono| {
+                Some(mono.saturating_add(nanos))
+            })
+            .unwrap_or_else(|mono| mono);
+        let now = previous.saturating_add(nanos);
 
         // The new reading is stored before the lock is taken, and a sleeper
         // checks the reading under the lock, so no wake-up is missed.
@@ -327,6 +330,15 @@ mod tests {
         clock.advance_monotonic(Duration::from_secs(1));
         assert_eq!(clock.wall(), wall.saturating_add(Duration::from_secs(7)));
         assert_eq!(clock.now(), MonoTime::from_nanos(1_000_000_000));
+    }
+
+    #[test]
+    fn advance_saturates() {
+        let clock = ManualClock::new();
+        clock.advance(Duration::MAX);
+        clock.advance(Duration::MAX);
+        assert_eq!(clock.now(), MonoTime::MAX);
+        assert_eq!(clock.wall(), WallTime::from_nanos(u64::MAX));
     }
 
     #[test]
