@@ -337,7 +337,9 @@ fn render_report(results: &BTreeMap<String, f64>, machine: &str, command: &str) 
          criterion run. The ratio is product time ÷ peer time (lower is better); the \
          target is the largest ratio we accept. Absolute times on a shared machine are \
          noise; the ratio is the figure. A row without numbers was not measured in the \
-         last run (a Redis benchmark without Redis, say).\n"
+         last run (a Redis benchmark without Redis, say). On a shared 2-core machine \
+         the same ratio moves by 10 to 20% between runs; the notes of each area give \
+         the spread seen.\n"
     );
     let _ = writeln!(out, "- Command: `{command}`");
     let _ = writeln!(out, "- Machine: {machine}\n");
