@@ -13,7 +13,8 @@ arguments it runs every step, in this order; with arguments, only those:
   services  cargo xtask services: report the servers the tests use and,
             as root, start missing ones (a missing one fails under CI=true)
   fmt       cargo fmt --all -- --check
-  clippy    cargo clippy --workspace --all-targets --all-features -- -D warnings
+  clippy    cargo clippy --keep-going --workspace --all-targets --all-features
+            -- -D warnings
   test      cargo test --workspace --exclude gopulse-benches --all-features
             (unit, integration and doc tests), then the test totals
   deny      cargo deny check bans licenses sources
@@ -127,6 +128,8 @@ fn clippy() -> StepResult {
     let mut command = cargo();
     command.args([
         "clippy",
+        // Report every crate that fails, not only the first.
+        "--keep-going",
         "--workspace",
         "--all-targets",
         "--all-features",
@@ -155,15 +158,24 @@ fn test() -> StepResult {
 }
 
 fn deny() -> StepResult {
-    let installed = cargo()
-        .args(["deny", "--version"])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !installed {
-        return StepResult::from(Err::<(), _>(
-            "cargo-deny is not installed; run `cargo install --locked cargo-deny`".to_owned(),
-        ));
+    // A plain `cargo deny` of a missing subcommand fails with a confusing
+    // "no such command"; this check names the fix instead.
+    let probe = cargo().args(["deny", "--version"]).output();
+    let problem = match probe {
+        Ok(output) if output.status.success() => None,
+        Ok(output) => Some(format!(
+            "`cargo deny --version` failed with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        Err(err) => Some(format!("cannot run cargo: {err}")),
+    };
+    if let Some(problem) = problem {
+        return StepResult::from(Err::<(), _>(format!(
+            "{problem}; if cargo-deny is missing, run `cargo install --locked cargo-deny`"
+        )));
     }
+
     let mut command = cargo();
     command.args(["deny", "check", "bans", "licenses", "sources"]);
     process::run(command).into()
