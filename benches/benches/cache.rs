@@ -2,6 +2,10 @@
 //! and the hit ratio under a Zipf 0.9 workload with capacity at 1% of keys.
 //!
 //! The hit ratios are printed to stderr before the timings.
+#![allow(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented function"
+)]
 
 use std::future::Future;
 use std::hint::black_box;

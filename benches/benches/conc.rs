@@ -166,7 +166,9 @@ fn pool_million_tasks(c: &mut Criterion) {
             pool_with_handles(&pool).await
         })
     });
-    report_peak("pool without handles", || rt.block_on(pool_fire_and_forget(pool_config())));
+    report_peak("pool without handles", || {
+        rt.block_on(pool_fire_and_forget(pool_config()))
+    });
     report_peak("tokio::spawn + JoinSet", || rt.block_on(tokio_join_set()));
 }
 
@@ -202,7 +204,10 @@ impl MutexMapFlight {
         };
         let value = *cell.get_or_init(load).await;
         let mut calls = self.calls.lock().unwrap();
-        if calls.get(&key).is_some_and(|current| Arc::ptr_eq(current, &cell)) {
+        if calls
+            .get(&key)
+            .is_some_and(|current| Arc::ptr_eq(current, &cell))
+        {
             calls.remove(&key);
         }
         value
@@ -274,7 +279,12 @@ fn single_flight_many_keys(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, breaker_closed_call, pool_million_tasks, single_flight_many_keys);
+criterion_group!(
+    benches,
+    breaker_closed_call,
+    pool_million_tasks,
+    single_flight_many_keys
+);
 
 fn main() {
     benches();

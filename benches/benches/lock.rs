@@ -11,6 +11,10 @@
 //! - `lock/keyed_mutex`: lock and unlock over 1000 keys on one thread:
 //!   pulse-lock's `KeyedMutex`, and a `tokio::sync::Mutex` per key looked up
 //!   in a `DashMap` (a sharded map) that keeps every key forever.
+#![allow(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented function"
+)]
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -70,7 +74,11 @@ fn redis_acquire_release(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let lease = pulse.try_acquire("bench", ttl).await.unwrap().expect("uncontended");
+                    let lease = pulse
+                        .try_acquire("bench", ttl)
+                        .await
+                        .unwrap()
+                        .expect("uncontended");
                     pulse.release(black_box(lease)).await.unwrap();
                 }
                 start.elapsed()
@@ -100,7 +108,12 @@ fn redis_acquire_release(c: &mut Criterion) {
                         .await
                         .unwrap();
                     assert!(taken.is_some());
-                    let released: i32 = unlock.key("bench-rslock").arg(&value[..]).invoke_async(&mut replay).await.unwrap();
+                    let released: i32 = unlock
+                        .key("bench-rslock")
+                        .arg(&value[..])
+                        .invoke_async(&mut replay)
+                        .await
+                        .unwrap();
                     assert_eq!(released, 1);
                 }
                 start.elapsed()

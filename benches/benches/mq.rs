@@ -11,6 +11,10 @@
 //! the throughput in messages per second. Publishing uses batches of 1,000
 //! (one pipeline each); consuming reads 500 entries per `XREADGROUP` and
 //! acks each message.
+#![allow(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented function"
+)]
 
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,10 @@
 //! Run with `cargo bench -p gopulse-benches --bench ratelimit -- --warm-up-time 1 --measurement-time 3`.
 //! The Redis case runs when a Redis server listens on 127.0.0.1:6379 (or
 //! `REDIS_URL`).
+#![allow(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented function"
+)]
 
 use std::hint::black_box;
 use std::num::NonZeroU32;

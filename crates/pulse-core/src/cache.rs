@@ -125,10 +125,7 @@ pub trait CacheStore: Send + Sync {
     /// TTL or the store cannot tell. A near cache keeps its local copy no
     /// longer than that. The default calls [`get`](Self::get) and reports no
     /// TTL; remote stores override it with one round trip.
-    fn get_with_ttl(
-        &self,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<ValueWithTtl>>> + Send {
+    fn get_with_ttl(&self, key: &str) -> impl Future<Output = Result<Option<ValueWithTtl>>> + Send {
         async move { Ok(self.get(key).await?.map(|value| (value, None))) }
     }
 
@@ -261,10 +258,7 @@ impl<S: CacheStore + ?Sized> CacheStore for Arc<S> {
         (**self).delete(key)
     }
 
-    fn get_with_ttl(
-        &self,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<ValueWithTtl>>> + Send {
+    fn get_with_ttl(&self, key: &str) -> impl Future<Output = Result<Option<ValueWithTtl>>> + Send {
         (**self).get_with_ttl(key)
     }
 

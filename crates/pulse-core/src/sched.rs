@@ -287,7 +287,11 @@ impl<S: JobStore + ?Sized> JobStore for Arc<S> {
         (**self).retry(job, run_at, error)
     }
 
-    fn dead_letter(&self, job: &ClaimedJob, error: &str) -> impl Future<Output = Result<()>> + Send {
+    fn dead_letter(
+        &self,
+        job: &ClaimedJob,
+        error: &str,
+    ) -> impl Future<Output = Result<()>> + Send {
         (**self).dead_letter(job, error)
     }
 

@@ -95,16 +95,29 @@ where
 /// A second push of an id changes nothing, also after the job was
 /// dead-lettered.
 pub async fn unique_ids<S: JobStore>(name: &str, store: S) {
-    assert!(store.push(job("a", at(0))).await.unwrap(), "{name}: first push refused");
+    assert!(
+        store.push(job("a", at(0))).await.unwrap(),
+        "{name}: first push refused"
+    );
     let mut other = job("a", at(100));
     other.payload = Bytes::from_static(b"other");
-    assert!(!store.push(other).await.unwrap(), "{name}: duplicate id accepted");
+    assert!(
+        !store.push(other).await.unwrap(),
+        "{name}: duplicate id accepted"
+    );
 
     let claimed = store.claim(at(0), 10, LEASE).await.unwrap();
     assert_eq!(claimed.len(), 1, "{name}: one job expected");
-    assert_eq!(claimed[0].payload, Bytes::from("payload of a"), "{name}: duplicate overwrote the payload");
+    assert_eq!(
+        claimed[0].payload,
+        Bytes::from("payload of a"),
+        "{name}: duplicate overwrote the payload"
+    );
     store.dead_letter(&claimed[0], "gave up").await.unwrap();
-    assert!(!store.push(job("a", at(0))).await.unwrap(), "{name}: dead id accepted again");
+    assert!(
+        !store.push(job("a", at(0))).await.unwrap(),
+        "{name}: dead id accepted again"
+    );
 }
 
 /// Only jobs whose time has come are claimed, earliest first, with their
@@ -112,7 +125,10 @@ pub async fn unique_ids<S: JobStore>(name: &str, store: S) {
 pub async fn claims_due_jobs_only<S: JobStore>(name: &str, store: S) {
     store.push(job("late", at(60))).await.unwrap();
     store.push(job("early", at(10))).await.unwrap();
-    assert!(store.claim(at(9), 10, LEASE).await.unwrap().is_empty(), "{name}: claimed a job before its time");
+    assert!(
+        store.claim(at(9), 10, LEASE).await.unwrap().is_empty(),
+        "{name}: claimed a job before its time"
+    );
 
     let claimed = store.claim(at(10), 10, LEASE).await.unwrap();
     assert_eq!(claimed.len(), 1, "{name}: exactly the due job expected");
@@ -122,13 +138,20 @@ pub async fn claims_due_jobs_only<S: JobStore>(name: &str, store: S) {
     store.ack(&claimed[0]).await.unwrap();
 
     let claimed = store.claim(at(61), 10, LEASE).await.unwrap();
-    assert_eq!(claimed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["late"], "{name}");
+    assert_eq!(
+        claimed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["late"],
+        "{name}"
+    );
 }
 
 /// Concurrent claimers over 100 due jobs get each job exactly once.
 pub async fn claims_are_exclusive<S: JobStore + 'static>(name: &str, store: Arc<S>) {
     for index in 0..100 {
-        store.push(job(&format!("slot-{index:03}"), at(index))).await.unwrap();
+        store
+            .push(job(&format!("slot-{index:03}"), at(index)))
+            .await
+            .unwrap();
     }
     let mut claimers = Vec::new();
     for _ in 0..3 {
@@ -170,10 +193,18 @@ pub async fn settling_checks_the_claim<S: JobStore>(name: &str, store: S) {
     assert_eq!(second.attempt, 2, "{name}: attempts count claims");
 
     let err = store.ack(&first).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotOwner, "{name}: stale ack accepted");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotOwner,
+        "{name}: stale ack accepted"
+    );
     store.ack(&second).await.unwrap();
     let err = store.ack(&second).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotOwner, "{name}: double ack accepted");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotOwner,
+        "{name}: double ack accepted"
+    );
 }
 
 /// A retried job is due again at the given time; a dead-lettered one is
@@ -182,12 +213,18 @@ pub async fn retry_then_dead_letter<S: JobStore>(name: &str, store: S) {
     store.push(job("flaky", at(0))).await.unwrap();
     let claimed = store.claim(at(0), 1, LEASE).await.unwrap().remove(0);
     store.retry(&claimed, at(5), "boom 1").await.unwrap();
-    assert!(store.claim(at(4), 1, LEASE).await.unwrap().is_empty(), "{name}: retried too early");
+    assert!(
+        store.claim(at(4), 1, LEASE).await.unwrap().is_empty(),
+        "{name}: retried too early"
+    );
 
     let claimed = store.claim(at(5), 1, LEASE).await.unwrap().remove(0);
     assert_eq!(claimed.attempt, 2);
     store.dead_letter(&claimed, "boom 2").await.unwrap();
-    assert!(store.claim(at(10_000), 10, LEASE).await.unwrap().is_empty(), "{name}: dead job handed out");
+    assert!(
+        store.claim(at(10_000), 10, LEASE).await.unwrap().is_empty(),
+        "{name}: dead job handed out"
+    );
 
     let dead = store.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1, "{name}: one dead letter expected");
@@ -202,7 +239,10 @@ pub async fn retry_then_dead_letter<S: JobStore>(name: &str, store: S) {
 pub async fn expired_claim_is_handed_out_again<S: JobStore>(name: &str, store: S) {
     store.push(job("lost", at(0))).await.unwrap();
     assert_eq!(store.claim(at(0), 1, LEASE).await.unwrap().len(), 1);
-    assert!(store.claim(at(29), 1, LEASE).await.unwrap().is_empty(), "{name}: claim handed out during its lease");
+    assert!(
+        store.claim(at(29), 1, LEASE).await.unwrap().is_empty(),
+        "{name}: claim handed out during its lease"
+    );
     let again = store.claim(at(30), 1, LEASE).await.unwrap();
     assert_eq!(again.len(), 1, "{name}: expired claim not handed out");
     assert_eq!(again[0].attempt, 2);
@@ -211,10 +251,19 @@ pub async fn expired_claim_is_handed_out_again<S: JobStore>(name: &str, store: S
 /// Cancel removes a pending job and reports whether it was pending.
 pub async fn cancel_removes_pending_jobs<S: JobStore>(name: &str, store: S) {
     store.push(job("gone", at(0))).await.unwrap();
-    assert!(store.cancel("gone").await.unwrap(), "{name}: cancel of a pending job failed");
+    assert!(
+        store.cancel("gone").await.unwrap(),
+        "{name}: cancel of a pending job failed"
+    );
     assert!(!store.cancel("gone").await.unwrap());
-    assert!(store.claim(at(100), 10, LEASE).await.unwrap().is_empty(), "{name}: cancelled job claimed");
-    assert!(store.push(job("gone", at(0))).await.unwrap(), "{name}: id not free after cancel");
+    assert!(
+        store.claim(at(100), 10, LEASE).await.unwrap().is_empty(),
+        "{name}: cancelled job claimed"
+    );
+    assert!(
+        store.push(job("gone", at(0))).await.unwrap(),
+        "{name}: id not free after cancel"
+    );
 }
 
 /// A job stored before the store is dropped is claimed from a new handle.
