@@ -144,6 +144,8 @@ fn test() -> StepResult {
     let mut command = cargo();
     command.args([
         "test",
+        // Run every test binary, so one failure does not hide the others.
+        "--no-fail-fast",
         "--workspace",
         "--exclude",
         "gopulse-benches",
