@@ -89,6 +89,8 @@ impl Fixture {
             .args(args)
             .arg("--root")
             .arg(&self.root)
+            // Packages and builds of the fixture stay in its own target/.
+            .env_remove("CARGO_TARGET_DIR")
             .envs(identity())
             .output()
             .unwrap()
@@ -284,4 +286,30 @@ fn tag_then_publish_dry_run() {
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(log.contains("would publish fx-leaf-a@0.1.1"), "{log}");
     assert!(!Path::new(&fixture.root.join("target/release-published.txt")).exists());
+}
+
+#[test]
+fn verify_packages_released_crates() {
+    let fixture = Fixture::new("verify");
+    fixture.change("fx-core", "feat!: rename the entry point");
+    stdout(&fixture.release(&["prepare"]));
+
+    let output = fixture.release(&["verify"]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("cargo package of the released crates"),
+        "{log}"
+    );
+    for name in ["fx-core-0.2.0", "fx-leaf-a-0.1.1", "fx-leaf-b-0.1.1"] {
+        let package = fixture
+            .root
+            .join("target/package")
+            .join(format!("{name}.crate"));
+        assert!(
+            package.exists(),
+            "{} is missing; log:\n{log}",
+            package.display()
+        );
+    }
 }
