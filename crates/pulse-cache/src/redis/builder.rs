@@ -59,9 +59,10 @@ impl RedisStoreBuilder {
         }
     }
 
-    /// Connects to this URL (`redis://[user[:password]@]host[:port][/db]`;
-    /// `rediss://` needs a redis TLS feature enabled in your build). The URL
-    /// is never logged or put in an error with its password.
+    /// Connects to this URL (`redis://[user[:password]@]host[:port][/db]`,
+    /// or `rediss://…` for TLS with this crate's `tls` feature; append
+    /// `#insecure` to skip certificate verification, for tests only). The
+    /// URL is never logged or put in an error with its password.
     ///
     /// With [`pool`](Self::pool) as well, the pool serves the commands and
     /// the URL only the invalidation listener.
