@@ -263,7 +263,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// The user name stays, because it helps to find a misconfiguration; the
 /// password becomes `***`. Query parameters named `password`, `pass` or
-/// `token` are masked too. A string that does not look like a URL is returned
+/// `token` are masked too, and so are those keys in a key-value connection
+/// string (`host=db password=secret`). A string that does not look like a URL is returned
 /// as it is.
 ///
 /// # Examples
@@ -276,6 +277,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// assert_eq!(redact_url("postgres://app@db/test?password=x"), "postgres://app@db/test?password=***");
 /// ```
 pub fn redact_url(url: &str) -> String {
+    if !url.contains("://") && !url.contains('@') && url.contains('=') {
+        return redact_key_values(url);
+    }
     let start = url.find("://").map_or(0, |index| index + 3);
     let (scheme, rest) = url.split_at(start);
 
@@ -309,6 +313,22 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
+/// Masks the secrets of a key-value connection string, such as
+/// PostgreSQL's `host=db user=app password=secret`.
+fn redact_key_values(text: &str) -> String {
+    text.split(' ')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_secret_name(name) => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn is_secret_name(name: &str) -> bool {
+    ["password", "pass", "token"].contains(&name.trim().to_ascii_lowercase().as_str())
+}
+
 fn redact_query(query: &str) -> String {
     let (query, fragment) = match query.find('#') {
         Some(hash) => (&query[..hash], &query[hash..]),
@@ -317,11 +337,7 @@ fn redact_query(query: &str) -> String {
     let pairs: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name, _))
-                if ["password", "pass", "token"].contains(&name.to_ascii_lowercase().as_str()) =>
-            {
-                format!("{name}=***")
-            }
+            Some((name, _)) if is_secret_name(name) => format!("{name}=***"),
             _ => pair.to_owned(),
         })
         .collect();
@@ -358,6 +374,14 @@ mod tests {
         assert_eq!(redact_url("redis//user:pw@host"), "redis//user:***@host");
         assert_eq!(redact_url("u:pw@h:6379"), "u:***@h:6379");
         assert_eq!(redact_url("redis://u:pw/x@h"), "redis://u:***@h");
+    }
+
+    #[test]
+    fn redact_masks_key_value_strings() {
+        assert_eq!(
+            redact_url("host=db user=app password=secret connect_timeout=2"),
+            "host=db user=app password=*** connect_timeout=2"
+        );
     }
 
     #[test]

@@ -165,22 +165,3 @@ impl From<IdError> for pulse_core::Error {
 
 /// A `Result` whose error is [`IdError`].
 pub type Result<T, E = IdError> = std::result::Result<T, E>;
-
-/// Shows a connection string in an error without its password.
-///
-/// `redact_url` only recognises `scheme://user:password@host`. An input
-/// that failed to parse may not have that shape (a missing `:` after the
-/// scheme, a `/` or `?` inside the password), so anything left before an
-/// `@` is hidden too, and a key-value string that sets a password is not
-/// shown at all.
-#[cfg(any(feature = "redis", feature = "postgres"))]
-pub(crate) fn redact_connection(url: &str) -> String {
-    let redacted = pulse_core::error::redact_url(url);
-    if !redacted.contains("://") && redacted.to_ascii_lowercase().contains("password") {
-        return "(hidden: it sets a password)".to_owned();
-    }
-    match redacted.rfind('@') {
-        Some(at) if !redacted[..at].ends_with(":***") => format!("***{}", &redacted[at..]),
-        _ => redacted,
-    }
-}

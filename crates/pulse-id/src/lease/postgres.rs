@@ -269,7 +269,7 @@ pub(crate) async fn connect(url: &str) -> Result<Arc<Client>> {
             .map_err(|err| IdError::Backend {
                 backend: "postgres",
                 operation: "connect",
-                message: format!("{err} (url {})", crate::error::redact_connection(url)),
+                message: format!("{err} (url {})", pulse_core::error::redact_url(url)),
             })?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {

@@ -223,7 +223,7 @@ pub(crate) fn pool_from_url(url: &str) -> Result<Pool> {
         .map_err(|err| IdError::Backend {
             backend: "redis",
             operation: "create a connection pool",
-            message: format!("{err} (url {})", crate::error::redact_connection(url)),
+            message: format!("{err} (url {})", pulse_core::error::redact_url(url)),
         })
 }
 

@@ -325,7 +325,7 @@ impl RedisLimiterBuilder {
             .create_pool(Some(Runtime::Tokio1))
             .map_err(|err| RateLimitError::InvalidSetting {
                 field: "redis url",
-                value: format!("{} ({err})", redact_connection(url)),
+                value: format!("{} ({err})", pulse_core::error::redact_url(url)),
                 fix: "use a URL such as redis://127.0.0.1:6379/0",
             })?;
         self.pool = Some(pool);
@@ -398,24 +398,6 @@ impl RedisLimiterBuilder {
             timeout: self.timeout,
             warnings: WarnThrottle::new(),
         })
-    }
-}
-
-/// Shows a connection string in an error without its password.
-///
-/// `redact_url` only recognises `scheme://user:password@host`. An input
-/// that failed to parse may not have that shape (a missing `:` after the
-/// scheme, a `/` or `?` inside the password), so anything left before an
-/// `@` is hidden too, and a key-value string that sets a password is not
-/// shown at all.
-fn redact_connection(url: &str) -> String {
-    let redacted = pulse_core::error::redact_url(url);
-    if !redacted.contains("://") && redacted.to_ascii_lowercase().contains("password") {
-        return "(hidden: it sets a password)".to_owned();
-    }
-    match redacted.rfind('@') {
-        Some(at) if !redacted[..at].ends_with(":***") => format!("***{}", &redacted[at..]),
-        _ => redacted,
     }
 }
 
