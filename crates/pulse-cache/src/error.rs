@@ -14,7 +14,7 @@ use pulse_core::error::{Classify, ConfigError};
 /// A boxed error from a codec or a client library.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
-/// What went wrong in a cache call.
+/// A failure of a cache call.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum CacheError {
@@ -47,7 +47,7 @@ pub enum CacheError {
         key: String,
         /// The codec that failed.
         codec: &'static str,
-        /// What the codec said.
+        /// The codec's message.
         source: BoxError,
     },
     /// A value could not be encoded.
@@ -56,14 +56,14 @@ pub enum CacheError {
         key: String,
         /// The codec that failed.
         codec: &'static str,
-        /// What the codec said.
+        /// The codec's message.
         source: BoxError,
     },
     /// The remote store failed or could not be reached.
     Backend {
         /// The operation, such as `GET` or `MGET`.
         operation: &'static str,
-        /// What the client library said, with any password removed.
+        /// The client library's message, with any password removed.
         message: String,
     },
     /// Waiting for another process to load a key took too long.

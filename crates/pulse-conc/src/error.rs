@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pulse_core::error::{Classify, ConfigError, ErrorKind};
 
-/// What went wrong in a pool, group, single-flight, breaker, bulkhead or
+/// A failure in a pool, group, single-flight, breaker, bulkhead or
 /// retry, as opposed to an error of the user's own call (see [`CallError`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -19,14 +19,14 @@ pub enum Error {
     /// A non-blocking submit or spawn found the queue or the concurrency
     /// limit full.
     Full {
-        /// What was full: `"worker pool queue"`, `"task group"`, ….
+        /// The component that was full: `"worker pool queue"`, `"task group"`, ….
         what: &'static str,
         /// Its capacity.
         capacity: usize,
     },
     /// The pool or group was shut down before the work could run.
     Closed {
-        /// What was closed.
+        /// The component that was closed.
         what: &'static str,
     },
     /// The work panicked; the message is the panic payload when it was a

@@ -86,7 +86,7 @@ pub struct ClaimedJob {
     pub token: String,
 }
 
-/// Where a dead-lettered job ended, for inspection.
+/// A dead-lettered job, kept for inspection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadJob {
     /// The job's id.

@@ -2,7 +2,7 @@
 
 use pulse_core::error::{Classify, ConfigError, ErrorKind};
 
-/// Why an ID could not be issued, or a backend call failed.
+/// The reason an ID could not be issued, or a backend call failed.
 ///
 /// Every variant names the values involved. [`IdError::kind`] maps it to the
 /// shared [`ErrorKind`], and `pulse_core::Error::from(err)` keeps this enum as
@@ -69,7 +69,7 @@ pub enum IdError {
     /// not yet acquired. Issuance resumes once a new lease is held.
     #[error("no valid lease on a worker id ({reason}); IDs resume once a new lease is acquired")]
     LeaseLost {
-        /// Why the lease is not valid.
+        /// The reason the lease is not valid.
         reason: &'static str,
     },
 
@@ -104,32 +104,32 @@ pub enum IdError {
         name: String,
     },
 
-    /// The backend did not answer or failed.
+    /// The backend did not reply or failed.
     #[error("{operation} failed on {backend}: {message}")]
     Backend {
         /// The backend, such as `redis` or `postgres`.
         backend: &'static str,
-        /// What was attempted.
+        /// The operation attempted.
         operation: &'static str,
         /// The driver's message (never a connection URL with a password).
         message: String,
     },
 
-    /// The backend answered with something this crate did not expect.
+    /// The backend replied with something this crate did not expect.
     #[error("unexpected reply from {backend} to {operation}: {message}")]
     Protocol {
         /// The backend.
         backend: &'static str,
-        /// What was attempted.
+        /// The operation attempted.
         operation: &'static str,
-        /// What was wrong with the reply.
+        /// The problem with the reply.
         message: String,
     },
 
     /// The generator or allocator was shut down.
     #[error("{what} was shut down")]
     Closed {
-        /// What was shut down.
+        /// The component that was shut down.
         what: &'static str,
     },
 }

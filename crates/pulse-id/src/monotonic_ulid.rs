@@ -15,7 +15,7 @@ use crate::monotonic::{Advance, MonotonicState};
 /// a 22-bit counter never wraps the 80-bit field.
 const RANDOM_BASE_MASK: u128 = (1 << 79) - 1;
 
-/// What a [`MonotonicUlid`] does when one millisecond's IDs are used up.
+/// The behaviour of a [`MonotonicUlid`] when one millisecond's IDs are used up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum UlidOverflow {

@@ -14,14 +14,14 @@ pub enum MqError {
     InvalidTopic {
         /// The rejected topic.
         topic: String,
-        /// Why it was rejected and what to use instead.
+        /// The reason for the rejection and what to use instead.
         reason: &'static str,
     },
     /// A header name or value cannot be carried.
     InvalidHeader {
         /// The header name.
         name: String,
-        /// Why it was rejected and what to use instead.
+        /// The reason for the rejection and what to use instead.
         reason: &'static str,
     },
     /// The consumer group name is empty or contains a character the broker
@@ -29,7 +29,7 @@ pub enum MqError {
     InvalidGroup {
         /// The rejected group.
         group: String,
-        /// Why it was rejected and what to use instead.
+        /// The reason for the rejection and what to use instead.
         reason: &'static str,
     },
     /// The payload is larger than the configured maximum.
@@ -43,7 +43,7 @@ pub enum MqError {
     },
     /// The publisher or subscriber was closed.
     Closed {
-        /// What was closed.
+        /// The component that was closed.
         what: &'static str,
     },
     /// A payload could not be encoded or decoded as JSON.
@@ -55,7 +55,7 @@ pub enum MqError {
     },
     /// The broker failed or could not be reached.
     Backend {
-        /// What was being done.
+        /// The operation in progress.
         action: String,
         /// The broker's error.
         source: Box<dyn StdError + Send + Sync>,

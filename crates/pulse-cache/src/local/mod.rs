@@ -151,7 +151,7 @@ where
         Some(entry.value)
     }
 
-    /// Returns whether `key` holds a live entry, without counting a read.
+    /// Returns whether `key` has a live entry, without counting a read.
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
         Q: Hash + Equivalent<K> + ?Sized,

@@ -123,7 +123,7 @@ impl fmt::Display for State {
     }
 }
 
-/// Why a breaker changed state.
+/// The reason a breaker changed state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reason {
@@ -152,7 +152,7 @@ pub struct StateChange {
     pub from: State,
     /// The state after.
     pub to: State,
-    /// Why it changed.
+    /// The reason for the change.
     pub reason: Reason,
     /// The failure rate in percent over the window (or the trials) that
     /// caused the change, when a rate caused it.
